@@ -1,0 +1,74 @@
+"""Image helpers for the demo, the tests and training: load, crop, grid, PSNR."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def load_image(path: str | os.PathLike, max_side: int | None = 512, multiple: int = 8) -> torch.Tensor:
+    """An RGB image as a (1, 3, H, W) float tensor in [0, 1], downscaled so its longer side is at
+    most ``max_side`` and centre-cropped to a multiple of ``multiple`` (what a VAE needs)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        if max_side and max(img.size) > max_side:
+            ratio = max_side / max(img.size)
+            img = img.resize(
+                (max(multiple, round(img.width * ratio)), max(multiple, round(img.height * ratio))), Image.LANCZOS
+            )
+        width, height = (img.width // multiple) * multiple, (img.height // multiple) * multiple
+        if width == 0 or height == 0:
+            raise ValueError(f"{path} is {img.width}x{img.height}: smaller than {multiple} px.")
+        left, top = (img.width - width) // 2, (img.height - height) // 2
+        img = img.crop((left, top, left + width, top + height))
+        array = np.array(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+
+
+def to_pil(image: torch.Tensor):
+    """(1, 3, H, W) or (3, H, W) in [0, 1] -> PIL image."""
+    from PIL import Image
+
+    image = image.detach().float().cpu().clamp(0, 1)
+    if image.ndim == 4:
+        image = image[0]
+    return Image.fromarray((image.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8))
+
+
+def psnr(image: torch.Tensor, reference: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB for images in [0, 1]."""
+    mse = torch.mean((image.float().clamp(0, 1) - reference.float()) ** 2).item()
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(1.0 / mse))
+
+
+def labelled_grid(panels: Sequence[tuple[str, torch.Tensor | None]], path: str | os.PathLike) -> Path:
+    """Save panels side by side, each with a caption above it; ``None`` panels are left grey."""
+    from PIL import Image, ImageDraw
+
+    first = next(p for _, p in panels if p is not None)
+    height, width = first.shape[-2:]
+    caption = 22
+    grid = Image.new("RGB", (width * len(panels), height + caption), (32, 32, 32))
+    draw = ImageDraw.Draw(grid)
+    for i, (label, panel) in enumerate(panels):
+        if panel is not None:
+            grid.paste(to_pil(panel).resize((width, height)), (i * width, caption))
+        else:
+            grid.paste(Image.new("RGB", (width, height), (96, 96, 96)), (i * width, caption))
+        draw.text((i * width + 6, 5), label, fill=(255, 255, 255))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+    return path
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

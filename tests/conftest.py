@@ -1,0 +1,80 @@
+"""Shared fixtures: paths into ../shared, TAESD models, photos and closed-form weights files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures" / "interposer_v4"
+TAESD_DIR = SHARED / "vae" / "taesd"
+PHOTOS = SHARED / "data" / "photos"
+
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from interposer.directions import direction  # noqa: E402
+from interposer.images import list_images, load_image  # noqa: E402
+from interposer.linear import affine_to_v4, fit_affine  # noqa: E402
+from interposer.taesd import load_tiny_vae  # noqa: E402
+from interposer.weights import save_weights  # noqa: E402
+
+# Photos used to fit the closed-form maps, and photos held out to check them.
+FIT_PHOTOS = 8
+CHECK_PHOTOS = ("045.jpg", "030.jpg")
+
+
+@pytest.fixture(autouse=True)
+def _isolate_environment(monkeypatch, tmp_path_factory):
+    """No test may reach the network or a user's cache."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "hf_home"))
+    monkeypatch.delenv("INTERPOSER_WEIGHTS_DIR", raising=False)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_vaes():
+    """TAESD encoders/decoders of the four families that have one, loaded once."""
+    return {name: load_tiny_vae(name, TAESD_DIR, allow_download=False) for name in ("v1", "xl", "v3", "fx")}
+
+
+def photo(name: str, side: int = 256) -> torch.Tensor:
+    """A shared photo, downscaled and centre-cropped to ``side`` x ``side`` (TAESD is slow on 2 cores)."""
+    image = load_image(PHOTOS / name, max_side=None)
+    h, w = image.shape[-2:]
+    scale = side / min(h, w)
+    image = torch.nn.functional.interpolate(image, size=(round(h * scale), round(w * scale)), mode="area")
+    h, w = image.shape[-2:]
+    top, left = (h - side) // 2, (w - side) // 2
+    return image[..., top : top + side, left : left + side].contiguous()
+
+
+@pytest.fixture(scope="session")
+def fit_images() -> torch.Tensor:
+    names = [p.name for p in list_images(PHOTOS) if p.name not in CHECK_PHOTOS][:FIT_PHOTOS]
+    return torch.cat([photo(n, 192) for n in names])
+
+
+@pytest.fixture(scope="session")
+def linear_weights(tmp_path_factory, tiny_vaes, fit_images):
+    """Closed-form (least-squares affine) weights in the real v4 layout, for xl<->v1 and xl->v3.
+
+    Fitted on raw latents (TAESD latents / scale), the convention of the published files.
+    Returns a folder laid out like a webui weights folder (``v4.0/NAME``) and the file paths.
+    """
+    folder = tmp_path_factory.mktemp("weights")
+    paths = {}
+    for name in ("xl-to-v1", "v1-to-xl", "xl-to-v3"):
+        dirn = direction(name)
+        src = dirn.src.to_raw(tiny_vaes[dirn.src.name].encode(fit_images))
+        dst = dirn.dst.to_raw(tiny_vaes[dirn.dst.name].encode(fit_images))
+        a, b = fit_affine(src, dst)
+        state, config = affine_to_v4(a, b, blocks=2)
+        target = folder / "v4.0" / dirn.filename()
+        paths[name] = save_weights(target, state, config, direction=dirn, metadata={"version": "linear-fit"})
+    return folder, paths
