@@ -5,48 +5,51 @@ Pure Python/torch; imports nothing from the webui. Typical use::
     from interposer import Converter
     v1_latents = Converter().convert(xl_latents, "xl", "v1")  # scaled in, scaled out
 
-See ``python -m interposer --help`` for the command line.
+See ``python -m interposer --help`` for the command line. Names are imported lazily, so that
+``interposer.directions`` and ``interposer.safetensors_header`` work without importing torch
+(the webui runs ``install.py`` at every start-up).
 """
 
-from .directions import Direction, direction, published_directions
-from .errors import (
-    CorruptWeightsError,
-    InterposerError,
-    InvalidLatentsError,
-    UnknownDirectionError,
-    UnknownSpaceError,
-    UnsupportedPrecisionError,
-    WeightsNotFoundError,
-)
-from .model import InterposerConfig, InterposerV4
-from .runtime import DEFAULT_CACHE, ConversionReport, Converter, ModelCache
-from .spaces import SPACES, LatentSpace, get_space
-from .weights import LoadedWeights, WeightsQuery, load_weights, save_weights
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DEFAULT_CACHE",
-    "SPACES",
-    "ConversionReport",
-    "Converter",
-    "CorruptWeightsError",
-    "Direction",
-    "InterposerConfig",
-    "InterposerError",
-    "InterposerV4",
-    "InvalidLatentsError",
-    "LatentSpace",
-    "LoadedWeights",
-    "ModelCache",
-    "UnknownDirectionError",
-    "UnknownSpaceError",
-    "UnsupportedPrecisionError",
-    "WeightsNotFoundError",
-    "WeightsQuery",
-    "direction",
-    "get_space",
-    "load_weights",
-    "published_directions",
-    "save_weights",
-]
+_EXPORTS = {
+    "Direction": "directions",
+    "direction": "directions",
+    "published_directions": "directions",
+    "CorruptWeightsError": "errors",
+    "InterposerError": "errors",
+    "InvalidLatentsError": "errors",
+    "UnknownDirectionError": "errors",
+    "UnknownSpaceError": "errors",
+    "UnsupportedPrecisionError": "errors",
+    "WeightsNotFoundError": "errors",
+    "InterposerConfig": "model",
+    "InterposerV4": "model",
+    "DEFAULT_CACHE": "runtime",
+    "ConversionReport": "runtime",
+    "Converter": "runtime",
+    "ModelCache": "runtime",
+    "SPACES": "spaces",
+    "LatentSpace": "spaces",
+    "get_space": "spaces",
+    "LoadedWeights": "weights",
+    "WeightsQuery": "weights",
+    "load_weights": "weights",
+    "save_weights": "weights",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'interposer' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -21,8 +21,9 @@ from .directions import (
 )
 from .errors import InterposerError
 from .runtime import PRECISIONS, Converter
+from .safetensors_header import read_safetensors_header
 from .spaces import SPACES
-from .weights import WeightsQuery, download_from_hub, find_local, load_weights, quarantine, read_safetensors_header
+from .weights import WeightsQuery, download_from_hub, find_local, load_weights, quarantine
 
 ENV_WEIGHTS_DIR = "INTERPOSER_WEIGHTS_DIR"
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import UnknownDirectionError
-from .model import InterposerConfig
 from .spaces import LatentSpace, get_space, spatial_scale
+
+if TYPE_CHECKING:
+    from .model import InterposerConfig
 
 HUB_REPO_ID = "city96/SD-Latent-Interposer"
 HUB_SUBFOLDER = "v4.0"
@@ -53,6 +56,8 @@ class Direction:
 
     def default_config(self) -> InterposerConfig:
         """Constructor arguments of the published layout for this pair of spaces."""
+        from .model import InterposerConfig  # imports torch; naming files must not
+
         return InterposerConfig(
             ch_in=self.src.channels,
             ch_out=self.dst.channels,

@@ -33,3 +33,20 @@ class InvalidLatentsError(InterposerError, ValueError):
 
 class UnsupportedPrecisionError(InterposerError, RuntimeError):
     """A precision the chosen device cannot run."""
+
+
+class MissingDependencyError(InterposerError, ImportError):
+    """A package the interposer needs is not installed (the message says how to get it)."""
+
+
+def require(module: str, pip_name: str):
+    """Import ``module`` or raise :class:`MissingDependencyError` naming the pip package."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"The Python package {pip_name!r} is not installed. In the webui, restart it so that the extension's "
+            f"install.py can add it; elsewhere run `pip install {pip_name}`."
+        ) from exc

@@ -15,10 +15,12 @@ are the only places where that arithmetic lives.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import UnknownSpaceError
+
+if TYPE_CHECKING:  # torch is not needed to name spaces (install.py runs without importing it)
+    import torch
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -21,14 +20,13 @@ from pathlib import Path
 import torch
 
 from .directions import HUB_REPO_ID, HUB_REVISION, HUB_SUBFOLDER, WEIGHTS_VERSION, Direction, published_list
-from .errors import CorruptWeightsError, InterposerError, WeightsNotFoundError
+from .errors import CorruptWeightsError, InterposerError, WeightsNotFoundError, require
 from .model import InterposerConfig, expected_state_dict_shapes
+from .safetensors_header import read_safetensors_header
 
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "interposer-v4"
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
-_DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 _WEIGHT_DTYPES = {"F32", "F16", "BF16"}
 
 
@@ -51,57 +49,6 @@ class LoadedWeights:
 
 
 # --------------------------------------------------------------------------- file checks
-
-
-def read_safetensors_header(path: Path) -> tuple[dict[str, dict], dict[str, str]]:
-    """Parse and sanity-check a safetensors header without loading any tensor.
-
-    Catches what a download gone wrong produces: empty or truncated files, HTML error pages,
-    pickles renamed to ``.safetensors``, and data that does not match the header.
-    """
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            prefix = handle.read(8)
-            if len(prefix) < 8:
-                raise CorruptWeightsError(f"{path} is {size} bytes long: too short to be a safetensors file.")
-            header_len = int.from_bytes(prefix, "little")
-            if header_len <= 1 or header_len > _MAX_HEADER_BYTES or 8 + header_len > size:
-                raise CorruptWeightsError(
-                    f"{path} is not a valid safetensors file (header length {header_len}, file size {size}): "
-                    "it is truncated, or it is some other format (a .ckpt/.pt pickle, an HTML error page)."
-                )
-            raw_header = handle.read(header_len)
-    except OSError as exc:
-        raise CorruptWeightsError(f"Cannot read {path}: {exc}") from exc
-    try:
-        header = json.loads(raw_header.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptWeightsError(f"{path} has an unreadable safetensors header ({exc}).") from exc
-    if not isinstance(header, dict):
-        raise CorruptWeightsError(f"{path} has a malformed safetensors header.")
-    metadata = header.pop("__metadata__", None) or {}
-    data_len = size - 8 - header_len
-    end_max = 0
-    for key, info in header.items():
-        try:
-            begin, end = (int(v) for v in info["data_offsets"])
-            count = math.prod(int(d) for d in info["shape"])
-            itemsize = _DTYPE_SIZES[info["dtype"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CorruptWeightsError(f"{path}: malformed header entry for tensor {key!r}.") from exc
-        if end - begin != count * itemsize or begin < 0 or end > data_len:
-            raise CorruptWeightsError(
-                f"{path}: tensor {key!r} does not fit the file ({data_len} data bytes, needs bytes {begin}..{end}): "
-                "the file is truncated or corrupt."
-            )
-        end_max = max(end_max, end)
-    if end_max != data_len:
-        raise CorruptWeightsError(
-            f"{path}: header describes {end_max} data bytes but the file holds {data_len}: "
-            "the file is truncated or corrupt."
-        )
-    return header, {str(k): str(v) for k, v in metadata.items()}
 
 
 def config_for(
@@ -159,8 +106,7 @@ def check_direction(path: Path, config: InterposerConfig, metadata: dict[str, st
 
 def load_weights(path: str | os.PathLike, direction: Direction | None = None) -> LoadedWeights:
     """Validate and load a weights file onto the CPU (safetensors, no pickle)."""
-    from safetensors.torch import load_file
-
+    load_file = require("safetensors.torch", "safetensors").load_file
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"Weights file {path} does not exist.")
@@ -217,6 +163,7 @@ def find_local(
 
 
 def _hub_errors():
+    require("huggingface_hub", "huggingface-hub")
     from huggingface_hub.utils import (
         EntryNotFoundError,
         LocalEntryNotFoundError,
@@ -243,13 +190,7 @@ def download_from_hub(
     """
     if not direction.is_published:
         raise WeightsNotFoundError(f"There are no published weights for {direction.name}. {published_list()}")
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as exc:
-        raise WeightsNotFoundError(
-            "huggingface_hub is not installed, so weights cannot be downloaded: "
-            "`pip install huggingface-hub`, or download the file by hand."
-        ) from exc
+    hf_hub_download = require("huggingface_hub", "huggingface-hub").hf_hub_download
     path = hf_hub_download(
         repo_id=repo_id,
         filename=direction.filename(),
@@ -370,8 +311,7 @@ def save_weights(
     metadata: dict[str, str] | None = None,
 ) -> Path:
     """Write a weights file that :func:`load_weights` reads back unchanged (atomically)."""
-    from safetensors.torch import save_file
-
+    save_file = require("safetensors.torch", "safetensors").save_file
     path = Path(path)
     meta = {"format": FORMAT_NAME, "constructor": json.dumps(config.to_dict())}
     if direction is not None:

@@ -1,0 +1,214 @@
+"""Per-generation hooks: convert the latents where the webui hands them to another family.
+
+A1111's txt2img ``sample()`` runs the first pass, reloads the hires checkpoint, then calls
+``self.sample_hr_pass(samples, ...)`` with the first pass's latents, undecoded when the hires
+upscaler is a *Latent* one. No script hook sees them in between, so a :class:`Generation`
+replaces ``p.sample`` (to note the first-pass family before the reload) and
+``p.sample_hr_pass`` (to convert on entry) **on that one ``p`` only**, and puts the class
+methods back when it is detached. The refiner hook (:mod:`.refiner`) finds the same object
+through :func:`Generation.of` and keeps :attr:`Generation.latent_space` up to date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..directions import Direction, direction
+from ..runtime import ConversionReport, Converter
+from ..spaces import LatentSpace
+from .families import family_of, model_title
+from .options import AUTO, INFOTEXT_KEY, REFINER_INFOTEXT_KEY, GenerationOptions, format_infotext
+
+ATTRIBUTE = "latent_interposer_generation"
+_WRAPPED = ("sample", "sample_hr_pass")
+_MARK = "__latent_interposer__"
+
+
+def _log(message: str) -> None:
+    print(f"Latent Interposer: {message}", flush=True)
+
+
+class Generation:
+    """The interposer's state for one processing object ``p``."""
+
+    def __init__(
+        self,
+        p: Any,
+        resolve_options: Callable[[], GenerationOptions],
+        make_converter: Callable[[GenerationOptions], Converter],
+        *,
+        log: Callable[[str], None] = _log,
+        vae_override: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self.p = p
+        # Settings are read when sampling starts: after the webui applied the request's override_settings.
+        self.resolve_options = resolve_options
+        self.make_converter = make_converter
+        self.options: GenerationOptions | None = None
+        self.converter: Converter | None = None
+        self.log = log
+        self.vae_override = vae_override
+        self.latent_space: LatentSpace | None = None  # the space the live latents are in
+        self.first_pass_title = "unknown checkpoint"
+        self.reports: list[ConversionReport] = []
+        self.owner = "script"
+        self._said: set[str] = set()
+        self._saved: dict[str, tuple[bool, Any]] = {}
+
+    # ------------------------------------------------------------------ attach / detach
+
+    @staticmethod
+    def of(p: Any) -> Generation | None:
+        """The generation attached to ``p`` itself (not one inherited by a shallow copy of ``p``)."""
+        generation = vars(p).get(ATTRIBUTE) if hasattr(p, "__dict__") else None
+        return generation if generation is not None and generation.p is p else None
+
+    def attach(self) -> Generation:
+        """Install the wrappers on ``p``; returns the generation already there, if any."""
+        existing = Generation.of(self.p)
+        if existing is not None:
+            return existing
+        own = vars(self.p)
+        for name in _WRAPPED:
+            current = own.get(name)
+            if current is not None and getattr(current, _MARK, None) is not None:
+                current = None  # a stale wrapper copied from another p (X/Y/Z copies p shallowly)
+                del own[name]
+            self._saved[name] = (current is not None, current)
+            original = getattr(self.p, name)
+            setattr(self.p, name, self._wrap(name, original))
+        own[ATTRIBUTE] = self
+        return self
+
+    def detach(self) -> None:
+        """Put back exactly what was there before :meth:`attach` (safe to call twice)."""
+        own = vars(self.p)
+        for name, (had_instance_attribute, value) in self._saved.items():
+            if getattr(own.get(name), _MARK, None) is self:
+                if had_instance_attribute:
+                    own[name] = value
+                else:
+                    del own[name]
+        self._saved.clear()
+        if own.get(ATTRIBUTE) is self:
+            del own[ATTRIBUTE]
+
+    def _wrap(self, name: str, original: Callable) -> Callable:
+        handler = self._sample if name == "sample" else self._sample_hr_pass
+
+        def wrapper(*args, **kwargs):
+            return handler(original, *args, **kwargs)
+
+        setattr(wrapper, _MARK, self)
+        wrapper.__name__ = name
+        return wrapper
+
+    # ------------------------------------------------------------------ hooks
+
+    def _sample(self, original: Callable, *args, **kwargs):
+        self.options = self.resolve_options()
+        self.converter = self.make_converter(self.options)
+        # Each batch starts on the first-pass checkpoint (the webui reloads it per iteration).
+        self.latent_space = family_of(self.p.sd_model)
+        self.first_pass_title = model_title(self.p.sd_model)
+        return original(*args, **kwargs)
+
+    def _sample_hr_pass(self, original: Callable, samples, decoded_samples, *args, **kwargs):
+        if self.options is None:  # sample() was not called through our wrapper: nothing is known
+            return original(samples, decoded_samples, *args, **kwargs)
+        if self.options.enabled and samples is not None and getattr(self.p, "latent_scale_mode", None) is not None:
+            target = family_of(self.p.sd_model)
+            dirn = self.plan(self.latent_space, target)
+            if dirn is not None:
+                self.warn_about_vae_override(dirn)
+                samples = self.convert(samples, dirn, "hires")
+                self.latent_space = target if target is not None else dirn.dst
+        elif self.options.enabled and getattr(self.p, "latent_scale_mode", None) is None:
+            upscaler = getattr(self.p, "hr_upscaler", None)
+            self.say_once(
+                "pixel",
+                f"hires upscaler {upscaler!r} works on pixels: the webui decodes with the first-pass VAE and "
+                "encodes with the hires VAE, so there is nothing to convert.",
+            )
+        return original(samples, decoded_samples, *args, **kwargs)
+
+    # ------------------------------------------------------------------ decisions
+
+    def plan(self, source: LatentSpace | None, target: LatentSpace | None) -> Direction | None:
+        """The direction to convert, or ``None`` (with one console line saying why)."""
+        if self.options.direction != AUTO:
+            chosen = direction(self.options.direction)
+            if source is not None and target is not None and source.name == target.name:
+                self.say_once("same", f"both passes are {source.label}: the explicit {chosen.name} is not applied.")
+                return None
+            if (
+                source is not None
+                and target is not None
+                and (source.name, target.name)
+                != (
+                    chosen.src.name,
+                    chosen.dst.name,
+                )
+            ):
+                self.say_once(
+                    "mismatch",
+                    f"the checkpoints look like {source.name}-to-{target.name}, but the explicit direction "
+                    f"{chosen.name} is used as chosen.",
+                )
+                return chosen
+            # Keep the factors the loaded models actually use.
+            return Direction(
+                source if source is not None and source.name == chosen.src.name else chosen.src,
+                target if target is not None and target.name == chosen.dst.name else chosen.dst,
+            )
+        if source is None or target is None:
+            unknown = self.first_pass_title if source is None else model_title(self.p.sd_model)
+            self.say_once(
+                "unknown",
+                f"cannot tell which model family {unknown!r} belongs to; choose an explicit direction "
+                "in the script or in Settings > Latent Interposer.",
+            )
+            return None
+        if source.name == target.name:
+            self.say_once("same", f"both passes are {source.label}: nothing to convert.")
+            return None
+        return Direction(source, target)
+
+    def convert(self, latents, dirn: Direction, stage: str):
+        """Convert with the shared converter, log one line and record the infotext."""
+        converted, report = self.converter.run(latents, dirn)
+        self.reports.append(report)
+        self.log(f"{stage}: {report}")
+        key = INFOTEXT_KEY if stage == "hires" else REFINER_INFOTEXT_KEY
+        text = format_infotext(dirn.name, report.version, report.precision, self.options.direction != AUTO)
+        if stage != "hires":
+            text = f"{text}, {self.options.refiner_strategy.split()[0].lower()}"
+        self.p.extra_generation_params[key] = text
+        return converted
+
+    def warn_about_vae_override(self, dirn: Direction) -> None:
+        if not self.options.warn_vae_override:
+            return
+        override = self.vae_override()
+        if override:
+            self.say_once(
+                "vae",
+                f"WARNING: {override} forces one VAE onto every checkpoint, so the {dirn.dst.label} hires model "
+                f"decodes with a {dirn.src.label}-era VAE choice and images come out blue, black or washed out. "
+                "Set Settings > Stable Diffusion > SD VAE to 'Automatic' (or untick 'Selected VAE overrides "
+                "per-model preferences'), and drop --vae-path.",
+            )
+
+    def say_once(self, key: str, message: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            self.log(message)
+
+
+def clear_infotext(p: Any) -> None:
+    """Forget keys a previous X/Y/Z cell wrote (cells share one extra_generation_params dict)."""
+    params = getattr(p, "extra_generation_params", None)
+    if isinstance(params, dict):
+        params.pop(INFOTEXT_KEY, None)
+        params.pop(REFINER_INFOTEXT_KEY, None)

@@ -1,0 +1,145 @@
+"""Settings and UI choices of the webui extension, as plain data.
+
+The script registers these with ``shared.opts.add_option`` (section "Latent Interposer",
+category ``sd``), the tooltips in ``javascript/latent_interposer.js`` are keyed by the same
+labels, and :func:`resolve` turns the settings plus the script's UI values plus per-image
+overrides (X/Y/Z) into one :class:`GenerationOptions`, read at generation time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..directions import PUBLISHED
+
+SECTION = ("latent_interposer", "Latent Interposer")
+CATEGORY = "sd"
+TITLE = "Latent Interposer"
+INFOTEXT_KEY = "Latent interposer"
+REFINER_INFOTEXT_KEY = "Latent interposer refiner"
+
+# Families the webui can load (SD1.x/2.x, SDXL, SD3): directions between them that have weights.
+WEBUI_DIRECTIONS = tuple(f"{s}-to-{d}" for s, d in PUBLISHED if s in ("v1", "xl", "v3") and d in ("v1", "xl", "v3"))
+AUTO = "Auto"
+FROM_SETTINGS = "From settings"
+PRECISION_CHOICES = ("Auto", "fp32", "fp16", "bf16")
+DEVICE_CHOICES = ("Auto", "GPU", "CPU")
+REFINER_STRATEGIES = ("Noise-preserving", "Restart with fresh noise")
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    default: Any
+    label: str
+    component: str  # "checkbox", "radio", "dropdown", "textbox", "slider"
+    choices: tuple = ()
+    info: str = ""
+    slider: tuple[float, float, float] | None = None  # minimum, maximum, step
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("latent_interposer_direction", AUTO, "Default direction", "dropdown", (AUTO, *WEBUI_DIRECTIONS),
+            "Auto: from the first-pass and hires checkpoints"),
+    Setting("latent_interposer_precision", "Auto", "Precision", "radio", PRECISION_CHOICES,
+            "Auto: fp16 on GPU, fp32 on CPU"),
+    Setting("latent_interposer_device", "Auto", "Device", "radio", DEVICE_CHOICES,
+            "Auto: where the latents are"),
+    Setting("latent_interposer_weights_dir", "", "Weights folder", "textbox", (),
+            "empty: models/LatentInterposer; files as NAME or v4.0/NAME"),
+    Setting("latent_interposer_allow_download", True, "Download missing weights from the Hugging Face hub",
+            "checkbox"),
+    Setting("latent_interposer_auto_apply", False,
+            "Apply automatically whenever hires fix or the refiner crosses model families", "checkbox", (),
+            "also without selecting the script: X/Y/Z plot, API"),
+    Setting("latent_interposer_warn_vae_override", True,
+            "Warn when a global SD VAE override is forced onto the other family", "checkbox"),
+    Setting("latent_interposer_refiner_strategy", REFINER_STRATEGIES[0], "Refiner switch strategy", "radio",
+            REFINER_STRATEGIES, "how the sampler's state crosses families at the refiner switch"),
+    Setting("latent_interposer_refiner_noise_boost", 0.0, "Extra noise at a restart switch", "slider", (),
+            "restart strategy only: 0 = the switch sigma, 0.2 = 20% more noise", (0.0, 1.0, 0.05)),
+)  # fmt: skip
+SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Everything one generation needs, after settings, UI and overrides are combined."""
+
+    enabled: bool
+    direction: str  # AUTO or one of WEBUI_DIRECTIONS
+    precision: str  # auto / fp32 / fp16 / bf16
+    device: str  # auto / gpu / cpu
+    weights_dir: str
+    allow_download: bool
+    warn_vae_override: bool
+    refiner_strategy: str
+    noise_boost: float
+    selected: bool  # chosen in the Script dropdown (infotext "Script")
+
+
+def resolve(
+    get_option: Callable[[str, Any], Any],
+    models_path: str,
+    *,
+    enabled: bool = True,
+    direction: str = FROM_SETTINGS,
+    precision: str = FROM_SETTINGS,
+    refiner_strategy: str = FROM_SETTINGS,
+    selected: bool = False,
+) -> GenerationOptions:
+    """Combine settings (``get_option(key, default)``) with the script's UI values."""
+
+    def setting(key: str) -> Any:
+        value = get_option(key, SETTINGS_BY_KEY[key].default)
+        return SETTINGS_BY_KEY[key].default if value is None else value
+
+    chosen_direction = setting("latent_interposer_direction") if direction in (FROM_SETTINGS, None) else direction
+    if chosen_direction not in (AUTO, *WEBUI_DIRECTIONS):
+        chosen_direction = AUTO
+    chosen_precision = setting("latent_interposer_precision") if precision in (FROM_SETTINGS, None) else precision
+    if chosen_precision not in PRECISION_CHOICES:
+        chosen_precision = "Auto"
+    strategy = (
+        setting("latent_interposer_refiner_strategy") if refiner_strategy in (FROM_SETTINGS, None) else refiner_strategy
+    )
+    if strategy not in REFINER_STRATEGIES:
+        strategy = REFINER_STRATEGIES[0]
+    device = str(setting("latent_interposer_device")).lower()
+    return GenerationOptions(
+        enabled=bool(enabled),
+        direction=chosen_direction,
+        precision=chosen_precision.lower(),
+        device=device if device in ("auto", "gpu", "cpu") else "auto",
+        weights_dir=str(setting("latent_interposer_weights_dir") or "").strip()
+        or os.path.join(models_path, "LatentInterposer"),
+        allow_download=bool(setting("latent_interposer_allow_download")),
+        warn_vae_override=bool(setting("latent_interposer_warn_vae_override")),
+        refiner_strategy=strategy,
+        noise_boost=max(0.0, float(setting("latent_interposer_refiner_noise_boost") or 0.0)),
+        selected=selected,
+    )
+
+
+def format_infotext(direction: str, version: str, precision: str, explicit: bool) -> str:
+    """``xl-to-v1, v4.0, fp16`` (plus ``explicit`` when the direction was chosen by hand)."""
+    return ", ".join([direction, version, precision] + (["explicit"] if explicit else []))
+
+
+def parse_infotext(value: str | None) -> dict[str, Any] | None:
+    """Inverse of :func:`format_infotext`, tolerant of extra spaces; ``None`` if absent/unreadable."""
+    if not value:
+        return None
+    parts = [part.strip() for part in str(value).strip().strip('"').split(",")]
+    if not parts or "-to-" not in parts[0]:
+        return None
+    precision = parts[2] if len(parts) > 2 and parts[2] in ("fp32", "fp16", "bf16") else None
+    return {
+        "direction": parts[0],
+        "version": parts[1] if len(parts) > 1 else None,
+        "precision": precision,
+        "explicit": "explicit" in parts[3:],
+    }

@@ -1,0 +1,217 @@
+"""AUTOMATIC1111 WebUI entry point of the Latent Interposer (a thin adapter over ``interposer``).
+
+* "Latent Interposer" in the txt2img *Script* dropdown converts the first pass's latents into
+  the hires checkpoint's latent space (SDXL -> SD1.5 and back, SD3 too) right before the hires pass.
+* "Latent Interposer (automatic)" is an always-visible companion without UI: it does the same
+  when Settings > Latent Interposer > "Apply automatically" is on, or when an X/Y/Z plot axis
+  asks for it, so it also works in X/Y/Z plots and API calls that select no script.
+
+All decisions live in ``interposer.a1111``; this file only wires them to the webui.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+from modules import paths, processing, script_callbacks, scripts, shared
+
+try:
+    from interposer.a1111 import options as li_options
+    from interposer.a1111.generation import Generation, clear_infotext
+    from interposer.directions import direction as parse_direction
+    from interposer.runtime import Converter
+    from interposer.weights import WeightsQuery, find_local
+
+    IMPORT_ERROR = None
+except Exception as exc:  # a broken install must not take the webui down with it
+    IMPORT_ERROR = (
+        f"Latent Interposer could not load its package ({type(exc).__name__}: {exc}). Restart the webui so that "
+        "the extension's install.py can install what is missing, or reinstall the extension."
+    )
+    print(IMPORT_ERROR)
+
+XYZ_ATTRIBUTE = "latent_interposer_xyz"
+AXIS_LABEL = "Latent interposer"
+
+
+def _option(key, default=None):
+    return getattr(shared.opts, key, default)
+
+
+def _generation_options(**ui_values):
+    return li_options.resolve(_option, paths.models_path, **ui_values)
+
+
+def _converter(options) -> Converter:
+    folder = options.weights_dir
+    query = WeightsQuery(folders=(folder,), allow_download=options.allow_download, download_dir=folder)
+    return Converter(weights=query, device=options.device, precision=options.precision)
+
+
+def _vae_override() -> str | None:
+    """A global VAE choice that the webui forces onto every checkpoint, if there is one."""
+    vae_path = getattr(shared.cmd_opts, "vae_path", None)
+    if vae_path:
+        return f"--vae-path {vae_path}"
+    choice = _option("sd_vae", "Automatic")
+    if _option("sd_vae_overrides_per_model_preferences", True) and choice not in ("Automatic", "auto", "None", None):
+        return f"the SD VAE setting {choice!r} (with 'Selected VAE overrides per-model preferences' on)"
+    return None
+
+
+def _attach(p, owner: str, **ui_values) -> Generation:
+    def resolve_options():
+        return _generation_options(**ui_values)
+
+    generation = Generation(p, resolve_options, _converter, vae_override=_vae_override)
+    generation.owner = owner
+    return generation.attach()
+
+
+def _status_html() -> str:
+    if IMPORT_ERROR:
+        return f"<p style='color: var(--error-text-color, #c00)'>{IMPORT_ERROR}</p>"
+    options = _generation_options()
+    found = [name for name in ("xl-to-v1", "v1-to-xl") if find_local(parse_direction(name), [options.weights_dir])]
+    missing = [name for name in ("xl-to-v1", "v1-to-xl") if name not in found]
+    where = f"<code>{options.weights_dir}</code>"
+    if not missing:
+        return f"<p>Weights for xl-to-v1 and v1-to-xl are in {where}.</p>"
+    then = "downloaded on first use" if options.allow_download else "needed (automatic download is off in Settings)"
+    return f"<p>Weights for {', '.join(missing)} are not in {where} yet: they will be {then}.</p>"
+
+
+# --------------------------------------------------------------------------- settings and X/Y/Z
+
+
+def on_ui_settings() -> None:
+    if IMPORT_ERROR:
+        return
+    components = {"checkbox": gr.Checkbox, "radio": gr.Radio, "dropdown": gr.Dropdown, "textbox": gr.Textbox,
+                  "slider": gr.Slider}  # fmt: skip
+    default_folder = os.path.join(paths.models_path, "LatentInterposer")
+    for setting in li_options.SETTINGS:
+        args = {"choices": list(setting.choices)} if setting.choices else None
+        if setting.component == "textbox":
+            args = {"placeholder": default_folder}
+        if setting.slider:
+            args = dict(zip(("minimum", "maximum", "step"), setting.slider, strict=True))
+        info = shared.OptionInfo(setting.default, setting.label, components[setting.component], args,
+                                 section=li_options.SECTION, category_id=li_options.CATEGORY)  # fmt: skip
+        if setting.info:
+            info = info.info(setting.info)
+        shared.opts.add_option(setting.key, info)
+
+
+def on_before_ui() -> None:
+    """Add the "Latent interposer" axis to X/Y/Z plot (values Off, On, or a direction)."""
+    if IMPORT_ERROR:
+        return
+    xyz = next((d.module for d in scripts.scripts_data if d.script_class.__module__ == "xyz_grid.py"), None)
+    if xyz is None or any(getattr(option, "label", None) == AXIS_LABEL for option in xyz.axis_options):
+        return
+    choices = ["Off", "On", *li_options.WEBUI_DIRECTIONS]
+
+    def apply(p, value, values):
+        setattr(p, XYZ_ATTRIBUTE, value)
+
+    def confirm(p, values):
+        for value in values:
+            if value not in choices:
+                raise RuntimeError(f"Latent interposer axis: unknown value {value!r}; use {', '.join(choices)}.")
+
+    xyz.axis_options.append(xyz.AxisOptionTxt2Img(AXIS_LABEL, str, apply, confirm=confirm, choices=lambda: choices))
+
+
+script_callbacks.on_ui_settings(on_ui_settings, name="latent_interposer")
+script_callbacks.on_before_ui(on_before_ui, name="latent_interposer")
+
+
+# --------------------------------------------------------------------------- scripts
+
+
+class LatentInterposerScript(scripts.Script):
+    """The dropdown script: wraps this generation's hires pass and runs it."""
+
+    def title(self):
+        return li_options.TITLE if not IMPORT_ERROR else "Latent Interposer"
+
+    def show(self, is_img2img):
+        return not is_img2img
+
+    def ui(self, is_img2img):
+        if IMPORT_ERROR:
+            gr.HTML(_status_html())
+            enabled = gr.Checkbox(label="Enable Latent Interposer", value=False, interactive=False)
+            return [enabled]
+        with gr.Group():
+            enabled = gr.Checkbox(label="Enable Latent Interposer", value=True, elem_id=self.elem_id("enabled"))
+            direction = gr.Dropdown(
+                label="Interposer direction", choices=[li_options.FROM_SETTINGS, li_options.AUTO,
+                                                       *li_options.WEBUI_DIRECTIONS],
+                value=li_options.FROM_SETTINGS, elem_id=self.elem_id("direction"),
+            )  # fmt: skip
+            precision = gr.Dropdown(
+                label="Interposer precision", choices=[li_options.FROM_SETTINGS, *li_options.PRECISION_CHOICES],
+                value=li_options.FROM_SETTINGS, elem_id=self.elem_id("precision"),
+            )  # fmt: skip
+            gr.HTML(_status_html(), elem_id=self.elem_id("status"))
+        self.infotext_fields = [
+            (enabled, lambda d: li_options.INFOTEXT_KEY in d),
+            (direction, lambda d: _pasted(d, "direction")),
+            (precision, lambda d: _pasted(d, "precision")),
+        ]
+        self.paste_field_names = [li_options.INFOTEXT_KEY]
+        return [enabled, direction, precision]
+
+    def run(self, p, enabled=True, direction=None, precision=None, *rest):
+        if IMPORT_ERROR:
+            raise RuntimeError(IMPORT_ERROR)
+        p.extra_generation_params["Script"] = self.title()
+        if not enabled:
+            return processing.process_images(p)
+        generation = _attach(p, "script", direction=direction, precision=precision, selected=True)
+        try:
+            return processing.process_images(p)
+        finally:
+            generation.detach()
+
+
+def _pasted(params: dict, field: str):
+    parsed = li_options.parse_infotext(params.get(li_options.INFOTEXT_KEY))
+    if parsed is None:
+        return None
+    if field == "direction":
+        return parsed["direction"] if parsed["explicit"] else li_options.AUTO
+    return parsed["precision"]
+
+
+class LatentInterposerAutomatic(scripts.Script):
+    """Always-visible companion: applies the interposer per Settings or an X/Y/Z axis, no UI."""
+
+    def title(self):
+        return "Latent Interposer (automatic)"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible if not is_img2img else False
+
+    def ui(self, is_img2img):
+        return []
+
+    def process(self, p, *args):
+        if IMPORT_ERROR:
+            return
+        clear_infotext(p)  # X/Y/Z cells share one extra_generation_params dict
+        if Generation.of(p) is not None:  # the dropdown script is running this generation
+            return
+        mode = getattr(p, XYZ_ATTRIBUTE, None)
+        if mode == "Off" or (mode is None and not _option("latent_interposer_auto_apply", False)):
+            return
+        direction = mode if mode in li_options.WEBUI_DIRECTIONS else li_options.FROM_SETTINGS
+        _attach(p, "automatic", direction=direction)
+
+    def postprocess(self, p, processed, *args):
+        generation = None if IMPORT_ERROR else Generation.of(p)
+        if generation is not None and generation.owner == "automatic":
+            generation.detach()

@@ -1,0 +1,139 @@
+"""install.py as the webui runs it: a child process with the webui root on PYTHONPATH."""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import subprocess
+import sys
+import types
+
+import pytest
+from conftest import FIXTURES, REPO
+from hub_server import FakeHub
+
+WEBUI = REPO / "tests" / "webui"
+GOOD = (FIXTURES / "xl-to-v1_random.safetensors").read_bytes()
+NAMES = ("xl-to-v1_interposer-v4.0.safetensors", "v1-to-xl_interposer-v4.0.safetensors")
+RUN = (
+    "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__'); "
+    "print('TORCH' if 'torch' in sys.modules else '')"
+)
+
+
+def run_install(tmp_path, hub=None, offline=True, commandline_args=""):
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=str(WEBUI), WEBUI_STUB_DATA=str(tmp_path), WEBUI_STUB_MODELS=str(tmp_path / "models"),
+        WEBUI_STUB_PIP_LOG=str(tmp_path / "pip.log"), HF_HOME=str(tmp_path / "hf_home"),
+        HF_HUB_OFFLINE="1" if offline else "0", COMMANDLINE_ARGS=commandline_args,
+    )  # fmt: skip
+    if hub is not None:
+        env["HF_ENDPOINT"] = hub.endpoint
+    return subprocess.run([sys.executable, "-c", RUN, str(REPO / "install.py")], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+
+
+def test_offline_first_start_prints_one_paragraph_and_starts(tmp_path):
+    result = run_install(tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("Latent Interposer:") == 1
+    folder = tmp_path / "models" / "LatentInterposer"
+    assert str(folder) in out and NAMES[0] in out and NAMES[1] in out
+    assert "https://huggingface.co/city96/SD-Latent-Interposer/resolve/main/v4.0/" in out
+    assert "TORCH" not in out  # start-up stays light
+    assert not (tmp_path / "pip.log").exists()  # both requirements are installed here
+
+
+def test_online_prefetch_then_silent(tmp_path):
+    with FakeHub() as hub:
+        for name in NAMES:
+            hub.files[f"city96/SD-Latent-Interposer/v4.0/{name}"] = GOOD
+        first = run_install(tmp_path, hub, offline=False)
+        assert first.returncode == 0, first.stderr
+        for name in NAMES:
+            assert (tmp_path / "models" / "LatentInterposer" / "v4.0" / name).read_bytes() == GOOD
+        assert first.stdout.count("downloaded") == 2
+        before = sum(hub.requests.values())
+        second = run_install(tmp_path, hub, offline=False)
+        assert second.stdout.strip() == "" and second.stderr.strip() == ""
+        assert sum(hub.requests.values()) == before  # nothing to do: no request at all
+
+
+def test_corrupt_prefetch_is_renamed(tmp_path):
+    with FakeHub() as hub:
+        for name in NAMES:
+            hub.files[f"city96/SD-Latent-Interposer/v4.0/{name}"] = b"<html>rate limited</html>" * 10
+        result = run_install(tmp_path, hub, offline=False)
+    folder = tmp_path / "models" / "LatentInterposer" / "v4.0"
+    assert result.returncode == 0
+    assert not (folder / NAMES[0]).exists() and (folder / (NAMES[0] + ".corrupt")).exists()
+    assert "Renamed it to" in result.stdout
+
+
+def test_skip_install_does_nothing(tmp_path):
+    with FakeHub() as hub:
+        result = run_install(tmp_path, hub, offline=False, commandline_args="--skip-install")
+        assert not hub.requests
+    assert result.stdout.strip() == "" and not (tmp_path / "models").exists()
+
+
+def test_weights_folder_and_download_switch_come_from_the_saved_settings(tmp_path):
+    custom = tmp_path / "my weights"
+    (tmp_path / "config.json").write_text(json.dumps({"latent_interposer_weights_dir": str(custom)}))
+    assert str(custom) in run_install(tmp_path).stdout
+    (tmp_path / "config.json").write_text(json.dumps({"latent_interposer_allow_download": False}))
+    assert run_install(tmp_path).stdout.strip() == ""
+
+
+def test_missing_requirements_are_installed_with_the_webuis_pip(tmp_path, monkeypatch, capsys):
+    calls = []
+    fake_launch = types.SimpleNamespace(
+        args=types.SimpleNamespace(skip_install=False),
+        is_installed=lambda name: name != "safetensors",
+        run_pip=lambda command, desc=None, live=False: calls.append((command, desc)),
+    )
+    monkeypatch.setitem(sys.modules, "launch", fake_launch)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("sys.path", [str(WEBUI), *sys.path])
+    monkeypatch.setenv("WEBUI_STUB_MODELS", str(tmp_path / "models"))
+    monkeypatch.delitem(sys.modules, "modules.paths_internal", raising=False)
+    runpy.run_path(str(REPO / "install.py"), run_name="__main__")
+    assert calls == [('install "safetensors>=0.4"', "safetensors>=0.4 for Latent Interposer")]
+
+
+def test_a_failing_pip_does_not_stop_the_webui(tmp_path, monkeypatch, capsys):
+    def failing_pip(command, desc=None, live=False):
+        raise RuntimeError("Couldn't install safetensors")
+
+    fake_launch = types.SimpleNamespace(args=types.SimpleNamespace(skip_install=False),
+                                        is_installed=lambda name: False, run_pip=failing_pip)  # fmt: skip
+    monkeypatch.setitem(sys.modules, "launch", fake_launch)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("sys.path", [str(WEBUI), *sys.path])
+    runpy.run_path(str(REPO / "install.py"), run_name="__main__")
+    assert "could not install its requirements" in capsys.readouterr().out
+
+
+@pytest.fixture
+def broken_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "interposer.a1111", None)  # "import interposer.a1111" now fails
+
+
+def test_script_loads_and_explains_when_its_package_is_broken(broken_package, monkeypatch):
+    monkeypatch.setattr("sys.path", [str(WEBUI), *sys.path])
+    from modules import script_loading
+
+    module = script_loading.load_module(str(REPO / "scripts" / "latent_interposer.py"))
+    assert "could not load its package" in module.IMPORT_ERROR
+    script = module.LatentInterposerScript()
+    import gradio
+
+    before = len(gradio._created)
+    script.ui(False)
+    html = [c for c in gradio._created[before:] if isinstance(c, gradio.HTML)]
+    assert html and "could not load its package" in html[0].value
+    with pytest.raises(RuntimeError, match="could not load its package"):
+        script.run(object(), True)

@@ -1,0 +1,79 @@
+"""Stand-in checkpoints: TAESD is the VAE, and the "UNet" is the exact MMSE denoiser of a narrow
+Gaussian around the photo's latents in the model's own space (what a model that learned one image
+would predict). Sampling from noise therefore lands on that photo, and a model fed latents of the
+wrong family denoises them into garbage, as a real one does."""
+
+from __future__ import annotations
+
+import types
+
+import torch
+import torch.nn.functional as F
+
+from interposer.spaces import SPACES
+
+
+def sd_alphas_cumprod(steps: int = 1000) -> torch.Tensor:
+    """The SD1/SDXL training schedule ("scaled linear", beta 0.00085 -> 0.012)."""
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, steps, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, dim=0).float()
+
+
+class FakeModel:
+    def __init__(self, family: str, vae, photo: torch.Tensor, spread: float = 0.05):
+        self.family = family
+        self.space = SPACES[family]
+        self.vae = vae
+        self.photo = photo
+        self.spread = spread
+        self.is_sdxl = family == "xl"
+        self.is_sd1 = family == "v1"
+        self.is_sd2 = False
+        self.is_sd3 = family == "v3"
+        self.latent_channels = self.space.channels
+        if self.is_sd3:
+            self.latent_format = types.SimpleNamespace(scale_factor=1.5305, shift_factor=0.0609)
+        else:
+            self.scale_factor = self.space.scale
+        self.alphas_cumprod = sd_alphas_cumprod()
+        self.log_sigmas = (((1 - self.alphas_cumprod) / self.alphas_cumprod) ** 0.5).log()
+        self.model = types.SimpleNamespace(conditioning_key="crossattn")
+        self.sd_model_checkpoint = None
+        self.sd_checkpoint_info = None
+        self.apply_calls = 0
+
+    # ------------------------------------------------------------------ the "UNet"
+    _targets: dict = {}  # shared by all instances: the webui rebuilds models on every switch
+
+    def target(self, height: int, width: int) -> torch.Tensor:
+        key = (self.family, id(self.photo), height, width)
+        if key not in FakeModel._targets:
+            image = F.interpolate(self.photo, size=(height * 8, width * 8), mode="area")
+            FakeModel._targets[key] = self.vae.encode(image)
+        return FakeModel._targets[key]
+
+    def _alpha(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.float().clamp(0, len(self.log_sigmas) - 1)
+        low = t.floor().long().clamp(max=len(self.log_sigmas) - 2)
+        w = t - low
+        log_sigma = (1 - w) * self.log_sigmas[low] + w * self.log_sigmas[low + 1]
+        return 1.0 / (1.0 + log_sigma.exp() ** 2)
+
+    def apply_model(self, x_vp, t, cond=None):
+        """eps prediction for x_vp = sqrt(a) x0 + sqrt(1 - a) eps, with x0 ~ N(target, spread^2)."""
+        self.apply_calls += 1
+        a = self._alpha(t.expand(x_vp.shape[0]) if t.ndim == 0 else t).view(-1, 1, 1, 1)
+        mu = self.target(*x_vp.shape[-2:]).to(x_vp.dtype)
+        s2 = self.spread**2
+        x0 = mu + (s2 * a.sqrt() / (a * s2 + 1 - a)) * (x_vp - a.sqrt() * mu)
+        return (x_vp - a.sqrt() * x0) / (1 - a).sqrt()
+
+    # ------------------------------------------------------------------ the VAE (model-space latents)
+    def decode_first_stage(self, z):
+        return self.vae.decode(z.float()) * 2 - 1
+
+    def encode_first_stage(self, x):
+        return self.space.to_raw(self.vae.encode((x.float() + 1) / 2))
+
+    def get_first_stage_encoding(self, raw):
+        return self.space.to_scaled(raw)

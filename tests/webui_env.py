@@ -1,0 +1,131 @@
+"""Boots the A1111 1.10.1 stand-in (tests/webui) with this extension loaded, for the webui tests.
+
+The stand-in checkpoints are an "SDXL" base, an "SD1.5" and an "SD3" model whose VAEs are the
+TAESD files in ../shared and whose denoisers know one photo (see tests/webui/fake_models.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+WEBUI = REPO / "tests" / "webui"
+if str(WEBUI) not in sys.path:
+    sys.path.insert(0, str(WEBUI))
+
+from fake_models import FakeModel  # noqa: E402
+from modules import (  # noqa: E402
+    paths,
+    processing,
+    script_callbacks,
+    scripts,
+    sd_models,
+    sd_samplers_kdiffusion,
+    shared,
+)
+
+from interposer.images import psnr  # noqa: E402
+from interposer.runtime import DEFAULT_CACHE  # noqa: E402
+
+SIZE = 192  # first pass (24x24 latents); hires x1.5 -> 288 px (36x36 latents)
+
+
+@dataclass
+class HiresInput:
+    x: torch.Tensor
+    noise: torch.Tensor
+    model: object
+
+
+@dataclass
+class Webui:
+    photo: torch.Tensor
+    vaes: dict
+    runner: scripts.ScriptRunner
+    hires_inputs: list = field(default_factory=list)
+    console: list = field(default_factory=list)
+
+    def script(self, title: str):
+        return next(s for s in self.runner.scripts if s.title() == title)
+
+    def script_args(self, title: str | None = None, values=None) -> list:
+        """The full args list the UI would send: defaults, the dropdown index, this script's values."""
+        args = [None] * max(s.args_to for s in self.runner.scripts)
+        args[0] = 0
+        for script in self.runner.scripts:
+            if script.controls:
+                args[script.args_from : script.args_to] = [c.value for c in script.controls]
+        if title is not None:
+            script = self.script(title)
+            args[0] = self.runner.selectable_scripts.index(script) + 1
+            if values is not None:
+                args[script.args_from : script.args_to] = values
+        return args
+
+    def make_p(self, **kwargs) -> processing.StableDiffusionProcessingTxt2Img:
+        settings = dict(prompt="a photo", seed=1, steps=6, width=SIZE, height=SIZE, sampler_name="Euler",
+                        enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_checkpoint_name="sd15_style",
+                        denoising_strength=0.5, hr_second_pass_steps=4, cfg_scale=5.0)  # fmt: skip
+        settings.update(kwargs)
+        return processing.StableDiffusionProcessingTxt2Img(sd_model=shared.sd_model, **settings)
+
+    def generate(self, title: str | None = None, values=None, **kwargs) -> processing.Processed:
+        """One txt2img job as the UI runs it: ``scripts.run`` for a dropdown script, else process_images."""
+        p = self.make_p(**kwargs)
+        p.scripts = self.runner
+        p.script_args = tuple(self.script_args(title, values))
+        self.last_p = p
+        processed = self.runner.run(p, *p.script_args)
+        return processed if processed is not None else processing.process_images(p)
+
+    def hires_psnr(self, index: int = -1, family: str = "v1") -> float:
+        """PSNR of the latents that reached the hires sampler, decoded by ``family``'s TAESD, vs the photo."""
+        x = self.hires_inputs[index].x
+        reference = F.interpolate(self.photo, size=(x.shape[-2] * 8, x.shape[-1] * 8), mode="area")
+        return psnr(self.vaes[family].decode(x[:1]), reference)
+
+
+def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Path) -> Webui:
+    """Reset the stand-in, register the checkpoints, load the scripts and settings as the webui does."""
+    shared.state.interrupted = False
+    shared.state.skipped = False
+    shared.cmd_opts.vae_path = None
+    sd_models.checkpoints_list.clear()
+    sd_models.checkpoint_aliases.clear()
+    sd_models.factories.clear()
+    shared.sd_model = None
+    for key in [k for k in shared.opts.data_labels if k.startswith("latent_interposer_")]:
+        del shared.opts.data_labels[key]
+    shared.opts.data = {k: v.default for k, v in shared.opts.data_labels.items()}
+    monkeypatch.setattr(paths, "models_path", str(tmp_path / "models"))
+    for filename, family in (("sdxl_base.safetensors", "xl"), ("sd15_style.safetensors", "v1"),
+                             ("sd3_medium.safetensors", "v3")):  # fmt: skip
+        sd_models.register_checkpoint(filename, lambda family=family: FakeModel(family, tiny_vaes[family], photo))
+    shared.opts.data["sd_model_checkpoint"] = "sdxl_base.safetensors"
+
+    scripts.load_scripts([str(WEBUI), str(REPO)])
+    script_callbacks.before_ui_callback()
+    runner = scripts.scripts_txt2img
+    runner.__init__()
+    runner.initialize_scripts(False)
+    runner.setup_ui()
+    script_callbacks.ui_settings_callback()
+    shared.opts.data["latent_interposer_weights_dir"] = str(weights_dir)
+    shared.opts.data["latent_interposer_allow_download"] = False
+    DEFAULT_CACHE.clear()
+
+    webui = Webui(photo=photo, vaes=tiny_vaes, runner=runner)
+    original = sd_samplers_kdiffusion.KDiffusionSampler.sample_img2img
+
+    def spy(self, p, x, noise, *args, **kwargs):
+        webui.hires_inputs.append(HiresInput(x.clone(), noise.clone(), shared.sd_model))
+        return original(self, p, x, noise, *args, **kwargs)
+
+    monkeypatch.setattr(sd_samplers_kdiffusion.KDiffusionSampler, "sample_img2img", spy)
+    monkeypatch.setattr("builtins.print", lambda *a, **k: webui.console.append(" ".join(map(str, a))))
+    return webui
