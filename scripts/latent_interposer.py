@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 
 import gradio as gr
-from modules import paths, processing, script_callbacks, scripts, shared
+from modules import paths, processing, script_callbacks, scripts, sd_samplers_cfg_denoiser, sd_samplers_common, shared
 
 try:
     from interposer.a1111 import options as li_options
     from interposer.a1111.generation import Generation, clear_infotext
+    from interposer.a1111.refiner import RefinerHook
     from interposer.directions import direction as parse_direction
     from interposer.runtime import Converter
     from interposer.weights import WeightsQuery, find_local
@@ -127,6 +128,13 @@ def on_before_ui() -> None:
 script_callbacks.on_ui_settings(on_ui_settings, name="latent_interposer")
 script_callbacks.on_before_ui(on_before_ui, name="latent_interposer")
 
+if not IMPORT_ERROR:
+    # Wraps CFGDenoiser.forward / apply_refiner for the whole session; inactive unless a generation has the
+    # interposer attached. Removed when the webui unloads scripts (Reload UI), re-installed on load.
+    refiner_hook = RefinerHook(sd_samplers_cfg_denoiser.CFGDenoiser, sd_samplers_common)
+    refiner_hook.install()
+    script_callbacks.on_script_unloaded(refiner_hook.uninstall, name="latent_interposer_refiner")
+
 
 # --------------------------------------------------------------------------- scripts
 
@@ -156,22 +164,28 @@ class LatentInterposerScript(scripts.Script):
                 label="Interposer precision", choices=[li_options.FROM_SETTINGS, *li_options.PRECISION_CHOICES],
                 value=li_options.FROM_SETTINGS, elem_id=self.elem_id("precision"),
             )  # fmt: skip
+            strategy = gr.Dropdown(
+                label="Interposer refiner strategy", choices=[li_options.FROM_SETTINGS, *li_options.REFINER_STRATEGIES],
+                value=li_options.FROM_SETTINGS, elem_id=self.elem_id("refiner_strategy"),
+            )  # fmt: skip
             gr.HTML(_status_html(), elem_id=self.elem_id("status"))
         self.infotext_fields = [
-            (enabled, lambda d: li_options.INFOTEXT_KEY in d),
+            (enabled, lambda d: li_options.INFOTEXT_KEY in d or li_options.REFINER_INFOTEXT_KEY in d),
             (direction, lambda d: _pasted(d, "direction")),
             (precision, lambda d: _pasted(d, "precision")),
+            (strategy, lambda d: _pasted(d, "strategy")),
         ]
-        self.paste_field_names = [li_options.INFOTEXT_KEY]
-        return [enabled, direction, precision]
+        self.paste_field_names = [li_options.INFOTEXT_KEY, li_options.REFINER_INFOTEXT_KEY]
+        return [enabled, direction, precision, strategy]
 
-    def run(self, p, enabled=True, direction=None, precision=None, *rest):
+    def run(self, p, enabled=True, direction=None, precision=None, refiner_strategy=None, *rest):
         if IMPORT_ERROR:
             raise RuntimeError(IMPORT_ERROR)
         p.extra_generation_params["Script"] = self.title()
         if not enabled:
             return processing.process_images(p)
-        generation = _attach(p, "script", direction=direction, precision=precision, selected=True)
+        generation = _attach(p, "script", direction=direction, precision=precision, refiner_strategy=refiner_strategy,
+                             selected=True)  # fmt: skip
         try:
             return processing.process_images(p)
         finally:
@@ -179,7 +193,13 @@ class LatentInterposerScript(scripts.Script):
 
 
 def _pasted(params: dict, field: str):
-    parsed = li_options.parse_infotext(params.get(li_options.INFOTEXT_KEY))
+    """The control value an infotext implies (``None``: leave the control as it is)."""
+    if field == "strategy":
+        parsed = li_options.parse_infotext(params.get(li_options.REFINER_INFOTEXT_KEY))
+        return None if parsed is None else parsed["strategy"]
+    parsed = li_options.parse_infotext(
+        params.get(li_options.INFOTEXT_KEY) or params.get(li_options.REFINER_INFOTEXT_KEY)
+    )
     if parsed is None:
         return None
     if field == "direction":

@@ -35,13 +35,13 @@ def test_selected_script_makes_the_sd15_hires_pass_see_the_photo(webui):
 def test_infotext_is_written_and_pasting_restores_the_script(webui):
     from modules.infotext_utils import apply_paste, parse_generation_parameters
 
-    processed = webui.generate(TITLE, values=[True, "Auto", "fp32"])
+    processed = webui.generate(TITLE, values=[True, "Auto", "fp32", "From settings"])
     text = processed.infotexts[0]
     assert 'Latent interposer: "xl-to-v1, linear-fit, fp32"' in text
     assert "Script: Latent Interposer" in text
     params = parse_generation_parameters(text)
     assert li_options.parse_infotext(params["Latent interposer"]) == {
-        "direction": "xl-to-v1", "version": "linear-fit", "precision": "fp32", "explicit": False,
+        "direction": "xl-to-v1", "version": "linear-fit", "precision": "fp32", "explicit": False, "strategy": None,
     }  # fmt: skip
     updates = apply_paste(webui.runner.infotext_fields, params)
     by_label = {component.label: value for component, value in updates.items()}
@@ -54,7 +54,7 @@ def test_infotext_is_written_and_pasting_restores_the_script(webui):
 def test_explicit_direction_round_trips_through_the_infotext(webui):
     from modules.infotext_utils import apply_paste, parse_generation_parameters
 
-    processed = webui.generate(TITLE, values=[True, "xl-to-v1", "From settings"])
+    processed = webui.generate(TITLE, values=[True, "xl-to-v1", "From settings", "From settings"])
     params = parse_generation_parameters(processed.infotexts[0])
     updates = {c.label: v for c, v in apply_paste(webui.runner.infotext_fields, params).items()}
     assert updates["Interposer direction"] == "xl-to-v1"
@@ -185,13 +185,14 @@ def test_settings_are_read_at_generation_time_and_override_settings_apply(webui)
 
 
 def test_explicit_direction_is_not_applied_when_both_passes_share_a_family(webui):
-    webui.generate(TITLE, values=[True, "xl-to-v1", "From settings"], hr_checkpoint_name="Use same checkpoint")
+    values = [True, "xl-to-v1", "From settings", "From settings"]
+    webui.generate(TITLE, values=values, hr_checkpoint_name="Use same checkpoint")
     assert "Latent interposer" not in webui.last_p.extra_generation_params
     assert any("explicit xl-to-v1 is not applied" in line for line in webui.console)
 
 
 def test_disabled_checkbox_runs_the_plain_generation(webui):
-    webui.generate(TITLE, values=[False, "From settings", "From settings"])
+    webui.generate(TITLE, values=[False, "From settings", "From settings", "From settings"])
     assert "Latent interposer" not in webui.last_p.extra_generation_params
     assert webui.last_p.extra_generation_params["Script"] == TITLE
 
@@ -228,7 +229,7 @@ def test_api_script_name_and_script_args(webui):
         "prompt": "a photo", "seed": 1, "steps": 6, "width": SIZE, "height": SIZE, "sampler_name": "Euler",
         "enable_hr": True, "hr_scale": 1.5, "hr_upscaler": "Latent", "denoising_strength": 0.5,
         "hr_second_pass_steps": 4, "hr_checkpoint_name": "sd15_style",
-        "script_name": "latent interposer", "script_args": [True, "Auto", "From settings"],
+        "script_name": "latent interposer", "script_args": [True, "Auto", "From settings", "From settings"],
     }  # fmt: skip
     processed = api.text2imgapi(request)
     assert 'Latent interposer: "xl-to-v1' in processed.infotexts[0]

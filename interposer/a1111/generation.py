@@ -181,10 +181,11 @@ class Generation:
         self.reports.append(report)
         self.log(f"{stage}: {report}")
         key = INFOTEXT_KEY if stage == "hires" else REFINER_INFOTEXT_KEY
-        text = format_infotext(dirn.name, report.version, report.precision, self.options.direction != AUTO)
-        if stage != "hires":
-            text = f"{text}, {self.options.refiner_strategy.split()[0].lower()}"
-        self.p.extra_generation_params[key] = text
+        explicit = stage == "hires" and self.options.direction != AUTO
+        strategy = None if stage == "hires" else self.options.refiner_strategy
+        self.p.extra_generation_params[key] = format_infotext(
+            dirn.name, report.version, report.precision, explicit, strategy
+        )
         return converted
 
     def warn_about_vae_override(self, dirn: Direction) -> None:

@@ -124,9 +124,16 @@ def resolve(
     )
 
 
-def format_infotext(direction: str, version: str, precision: str, explicit: bool) -> str:
-    """``xl-to-v1, v4.0, fp16`` (plus ``explicit`` when the direction was chosen by hand)."""
-    return ", ".join([direction, version, precision] + (["explicit"] if explicit else []))
+def format_infotext(direction: str, version: str, precision: str, explicit: bool, strategy: str | None = None) -> str:
+    """``xl-to-v1, v4.0, fp16`` (plus ``explicit`` when the direction was chosen by hand, and the refiner
+    strategy for a refiner switch)."""
+    extra = (["explicit"] if explicit else []) + ([strategy_tag(strategy)] if strategy else [])
+    return ", ".join([direction, version, precision, *extra])
+
+
+def strategy_tag(strategy: str) -> str:
+    """``noise-preserving`` / ``restart``: the infotext word for a refiner strategy."""
+    return strategy.split()[0].lower()
 
 
 def parse_infotext(value: str | None) -> dict[str, Any] | None:
@@ -137,9 +144,11 @@ def parse_infotext(value: str | None) -> dict[str, Any] | None:
     if not parts or "-to-" not in parts[0]:
         return None
     precision = parts[2] if len(parts) > 2 and parts[2] in ("fp32", "fp16", "bf16") else None
+    tags = {strategy_tag(s): s for s in REFINER_STRATEGIES}
     return {
         "direction": parts[0],
         "version": parts[1] if len(parts) > 1 else None,
         "precision": precision,
         "explicit": "explicit" in parts[3:],
+        "strategy": next((tags[part] for part in parts[3:] if part in tags), None),
     }

@@ -20,12 +20,22 @@ def sd_alphas_cumprod(steps: int = 1000) -> torch.Tensor:
 
 
 class FakeModel:
-    def __init__(self, family: str, vae, photo: torch.Tensor, spread: float = 0.05):
+    """``spread``: how far (latent std) the model's samples may wander from the photo.
+
+    ``detail_block``: a refiner-like model that knows the photo's *details* (everything finer than
+    ``detail_block`` latent pixels, tight prior) but not its composition and colours (block means,
+    broad prior ``spread_low`` around 0), which it must take from the latents it is given, as a refiner
+    keeps the composition of the base model's latents and adds detail."""
+
+    def __init__(self, family: str, vae, photo: torch.Tensor, spread: float = 0.05, detail_block: int = 0,
+                 spread_low: float = 2.0):  # fmt: skip
         self.family = family
         self.space = SPACES[family]
         self.vae = vae
         self.photo = photo
         self.spread = spread
+        self.detail_block = detail_block
+        self.spread_low = spread_low
         self.is_sdxl = family == "xl"
         self.is_sd1 = family == "v1"
         self.is_sd2 = False
@@ -60,13 +70,21 @@ class FakeModel:
         return 1.0 / (1.0 + log_sigma.exp() ** 2)
 
     def apply_model(self, x_vp, t, cond=None):
-        """eps prediction for x_vp = sqrt(a) x0 + sqrt(1 - a) eps, with x0 ~ N(target, spread^2)."""
+        """eps prediction for x_vp = sqrt(a) x0 + sqrt(1 - a) eps: the exact MMSE denoiser of the prior."""
         self.apply_calls += 1
         a = self._alpha(t.expand(x_vp.shape[0]) if t.ndim == 0 else t).view(-1, 1, 1, 1)
+        sigma = ((1 - a) / a).sqrt()
+        x = x_vp / a.sqrt()  # variance-exploding view: x = x0 + sigma * eps
         mu = self.target(*x_vp.shape[-2:]).to(x_vp.dtype)
-        s2 = self.spread**2
-        x0 = mu + (s2 * a.sqrt() / (a * s2 + 1 - a)) * (x_vp - a.sqrt() * mu)
-        return (x_vp - a.sqrt() * x0) / (1 - a).sqrt()
+        if self.detail_block:
+            grid = (max(1, x.shape[-2] // self.detail_block), max(1, x.shape[-1] // self.detail_block))
+            low = lambda z: F.interpolate(F.adaptive_avg_pool2d(z, grid), size=z.shape[-2:], mode="nearest")
+            s_low, s_high = self.spread_low**2, self.spread**2
+            x0 = low(x) * (s_low / (s_low + sigma**2)) + (x - low(x) - (mu - low(mu))) * (s_high / (s_high + sigma**2))
+            x0 = x0 + (mu - low(mu))
+        else:
+            x0 = mu + (self.spread**2 / (self.spread**2 + sigma**2)) * (x - mu)
+        return (x - x0) / sigma
 
     # ------------------------------------------------------------------ the VAE (model-space latents)
     def decode_first_stage(self, z):

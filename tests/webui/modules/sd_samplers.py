@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from modules import sd_samplers_kdiffusion
+from modules import sd_samplers_kdiffusion, sd_samplers_timesteps
 
-all_samplers = [*sd_samplers_kdiffusion.samplers_data_k_diffusion]
+all_samplers = [*sd_samplers_kdiffusion.samplers_data_k_diffusion, *sd_samplers_timesteps.samplers_data_timesteps]
 all_samplers_map = {x.name: x for x in all_samplers}
 
 

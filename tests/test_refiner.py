@@ -1,0 +1,234 @@
+"""The refiner switch across families (SDXL base -> SD1.5 refiner) inside the sampler.
+
+Stand-in: the k-diffusion update rules (Euler, Euler a, DPM++ 2M, DPM++ SDE), A1111's DDIM and a
+UniPC-shaped solver, driven by the webui stand-in's CFGDenoiser.forward -> apply_refiner. The "SDXL"
+base knows the photo; the "SD1.5" refiner knows only its details (finer than 8 latent pixels) and must
+take composition and colour from the latents it is handed, as a real refiner does.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import photo
+from webui_env import SIZE, boot
+
+from interposer.a1111 import refiner as refiner_module
+from interposer.a1111.generation import ATTRIBUTE
+from interposer.images import psnr
+
+TITLE = "Latent Interposer"
+SAMPLERS = ["Euler", "Euler a", "DPM++ 2M", "DPM++ SDE", "DDIM"]
+
+
+@pytest.fixture
+def webui(monkeypatch, tmp_path, tiny_vaes, linear_weights):
+    from fake_models import FakeModel
+    from modules import sd_models
+
+    env = boot(monkeypatch, tmp_path, tiny_vaes, photo("045.jpg", SIZE), linear_weights[0])
+    for filename, family in (("sd15_style.safetensors", "v1"), ("sdxl_refiner.safetensors", "xl")):
+        sd_models.register_checkpoint(
+            filename, lambda family=family: FakeModel(family, tiny_vaes[family], env.photo, 0.1, detail_block=8)
+        )
+    return env
+
+
+def refine(webui, title=TITLE, hires=True, **kwargs):
+    """SDXL first pass, then a hires img2img pass from its latents plus noise, refiner at 0.6 in that pass."""
+    settings = dict(refiner_checkpoint="sd15_style", refiner_switch_at=0.6, steps=20, hr_second_pass_steps=20,
+                    denoising_strength=0.75, sampler_name="Euler")  # fmt: skip
+    settings.update(kwargs)
+    if hires:
+        settings.setdefault("hr_checkpoint_name", "Use same checkpoint")
+    else:
+        settings["enable_hr"] = False
+    processed = webui.generate(title, **settings)
+    image = processed.images[0][None]
+    return psnr(image, F.interpolate(webui.photo, size=image.shape[-2:], mode="area")), processed
+
+
+def refiner_lines(webui):
+    return [line for line in webui.console if "refiner: " in line]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_noise_preserving_switch_ends_close_to_the_photo(webui, sampler):
+    with_interposer, processed = refine(webui, sampler_name=sampler)
+    assert len(refiner_lines(webui)) == 1
+    assert 'Latent interposer refiner: "xl-to-v1, linear-fit, fp32, noise-preserving"' in processed.infotexts[0]
+    assert "Refiner: sd15_style" in processed.infotexts[0]
+    without, _ = refine(webui, title=None, sampler_name=sampler)
+    assert with_interposer > 19.0, (sampler, with_interposer)
+    assert with_interposer > without + 5.0, (sampler, with_interposer, without)
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M"])
+def test_first_pass_from_noise(webui, sampler):
+    """txt2img without hires: the base samples from pure noise, the refiner takes over at 0.6."""
+    with_interposer, _ = refine(webui, hires=False, sampler_name=sampler)
+    without, _ = refine(webui, title=None, hires=False, sampler_name=sampler)
+    assert with_interposer > 18.0 and with_interposer > without + 5.0, (with_interposer, without)
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M", "DDIM"])
+def test_restart_strategy(webui, sampler):
+    from modules import shared
+
+    shared.opts.data["latent_interposer_refiner_strategy"] = "Restart with fresh noise"
+    value, processed = refine(webui, sampler_name=sampler)
+    assert value > 19.0
+    assert processed.infotexts[0].count("restart") == 1
+    again, _ = refine(webui, sampler_name=sampler)
+    assert again == value  # the fresh noise is seeded: same seed, same image
+    shared.opts.data["latent_interposer_refiner_noise_boost"] = 0.5
+    boosted, _ = refine(webui, sampler_name=sampler)
+    assert boosted != value
+
+
+def _spy_switch(monkeypatch):
+    """Record the sampler tensors at the switch, before and after the in-place conversion."""
+    seen = {}
+    original = refiner_module.carry_across_switch
+
+    def spy(generation, denoiser, x, sigma, before, before_model):
+        history = denoiser.__dict__[refiner_module._HISTORY]
+        prev_x, _, prev_denoised = history[-1]
+        seen.update(step=denoiser.step, x=x, x_before=x.clone(), prev_x=prev_x, prev_x_before=prev_x.clone(),
+                    prev_denoised=prev_denoised, prev_denoised_before=prev_denoised.clone())  # fmt: skip
+        original(generation, denoiser, x, sigma, before, before_model)
+        seen["converted_x0"] = denoiser.sampler.last_latent
+
+    monkeypatch.setattr(refiner_module, "carry_across_switch", spy)
+    return seen
+
+
+def test_dpmpp_2m_history_is_converted_in_place(webui, monkeypatch):
+    """DPM++ 2M keeps the previous denoised tensor as old_denoised: it is the object forward returned,
+    so it is converted in place together with x, and x keeps its noise part."""
+    seen = _spy_switch(monkeypatch)
+    refine(webui, sampler_name="DPM++ 2M")
+    assert torch.equal(seen["prev_denoised"], seen["converted_x0"])
+    assert not torch.allclose(seen["prev_denoised_before"], seen["converted_x0"])
+    noise_before = seen["x_before"] - seen["prev_denoised_before"]
+    noise_after = seen["x"] - seen["converted_x0"]
+    assert torch.allclose(noise_before, noise_after, atol=1e-5)
+
+
+def test_second_order_switch_on_the_midpoint_call_converts_the_steps_main_state(webui, monkeypatch):
+    """DPM++ SDE calls the model twice per step. A switch on the second call must also convert the step's
+    main x (the first call's input), which the sampler combines with the second call's output."""
+    from modules import shared
+
+    shared.opts.data["refiner_switch_by_sample_steps"] = True  # switch at a step count we choose
+    seen = _spy_switch(monkeypatch)
+    # The hires img2img runs int(0.75 * 20) + 1 = 16 steps, 32 model calls; switch at call 17 (odd).
+    value, _ = refine(webui, sampler_name="DPM++ SDE", refiner_switch_at=16.5 / 32)
+    assert seen["step"] % 2 == 1  # the second model call of a step
+    assert seen["prev_x"] is not seen["x"]
+    moved = seen["prev_x"] - seen["prev_x_before"]
+    expected = seen["converted_x0"] - seen["prev_denoised_before"]
+    assert torch.allclose(moved, expected, atol=1e-5)
+    assert value > 19.0
+
+
+def test_unipc_is_refused_with_a_clear_message(webui):
+    with pytest.raises(Exception, match="cannot carry the UniPC sampler across the xl-to-v1 refiner switch"):
+        refine(webui, sampler_name="UniPC")
+    assert ATTRIBUTE not in vars(webui.last_p)
+
+
+def test_channel_changing_refiner_is_refused(webui):
+    with pytest.raises(Exception, match=r"changes the latent channels \(4 -> 16\)"):
+        refine(webui, refiner_checkpoint="sd3_medium")
+
+
+def test_same_family_refiner_is_left_alone(webui):
+    value, processed = refine(webui, refiner_checkpoint="sdxl_refiner")
+    assert not refiner_lines(webui)
+    assert "Latent interposer refiner" not in processed.infotexts[0]
+    assert value > 19.0
+
+
+def test_hook_is_inactive_without_the_interposer(webui):
+    from modules import sd_samplers_cfg_denoiser
+
+    created = []
+    original_init = sd_samplers_cfg_denoiser.CFGDenoiser.__init__
+
+    def track(self, sampler):
+        original_init(self, sampler)
+        created.append(self)
+
+    sd_samplers_cfg_denoiser.CFGDenoiser.__init__ = track
+    try:
+        _, processed = refine(webui, title=None)
+    finally:
+        sd_samplers_cfg_denoiser.CFGDenoiser.__init__ = original_init
+    assert "Refiner: sd15_style" in processed.infotexts[0]  # the webui's own switch still happened
+    assert created and all(refiner_module._HISTORY not in vars(d) for d in created)
+    assert not refiner_lines(webui)
+
+
+def test_repeated_generations_convert_once_each(webui):
+    refine(webui)
+    refine(webui, n_iter=2)
+    assert len(refiner_lines(webui)) == 3  # one per batch: 1 + 2
+
+
+def test_refiner_in_the_first_pass_then_hires_back_to_the_base(webui):
+    """hires_fix_refiner_pass = first pass: xl -> v1 at the switch, then the hires pass reloads the SDXL
+    base and the interposer converts v1 -> xl for it, from the family the latents are really in."""
+    from modules import shared
+
+    shared.opts.data["hires_fix_refiner_pass"] = "first pass"
+    value, _ = refine(webui)
+    lines = [line for line in webui.console if "xl-to-v1" in line or "v1-to-xl" in line]
+    assert "refiner: xl-to-v1" in lines[0] and "hires: v1-to-xl" in lines[1]
+    assert value > 15.0
+
+
+def test_interrupt_right_after_the_switch_returns_converted_latents(webui, monkeypatch):
+    from modules import shared
+
+    original = refiner_module.carry_across_switch
+
+    def switch_then_interrupt(*args):
+        original(*args)
+        shared.state.interrupted = True
+
+    monkeypatch.setattr(refiner_module, "carry_across_switch", switch_then_interrupt)
+    try:
+        value, _ = refine(webui, hires=False)
+    finally:
+        shared.state.interrupted = False
+    assert value > 17.0  # the sampler's last_latent (decoded by the SD1.5 VAE) is the converted estimate
+
+
+def test_pasting_restores_the_refiner_strategy(webui):
+    from modules import shared
+    from modules.infotext_utils import apply_paste, parse_generation_parameters
+
+    shared.opts.data["latent_interposer_refiner_strategy"] = "Restart with fresh noise"
+    _, processed = refine(webui)
+    params = parse_generation_parameters(processed.infotexts[0])
+    updates = {c.label: v for c, v in apply_paste(webui.runner.infotext_fields, params).items()}
+    assert updates["Interposer refiner strategy"] == "Restart with fresh noise"
+    assert updates["Script"] == TITLE
+
+
+def test_hook_is_removed_on_script_reload_and_never_stacked(webui):
+    from modules import script_callbacks, scripts, sd_samplers_cfg_denoiser, sd_samplers_common
+    from webui_env import REPO, WEBUI
+
+    assert getattr(sd_samplers_cfg_denoiser.CFGDenoiser.forward, refiner_module._MARK, None) is not None
+    script_callbacks.script_unloaded_callback()
+    assert getattr(sd_samplers_cfg_denoiser.CFGDenoiser.forward, refiner_module._MARK, None) is None
+    assert getattr(sd_samplers_common.apply_refiner, refiner_module._MARK, None) is None
+    for _ in range(2):  # loading twice (e.g. after a failed unload) still wraps only once
+        scripts.load_scripts([str(WEBUI), str(REPO)])
+    forward = sd_samplers_cfg_denoiser.CFGDenoiser.forward
+    assert getattr(forward, refiner_module._MARK, None) is not None
+    assert getattr(forward.__wrapped__, refiner_module._MARK, None) is None
+    script_callbacks.script_unloaded_callback()
