@@ -14,6 +14,7 @@ import textwrap
 import pytest
 import torch
 from conftest import FIXTURES, REPO
+from conftest import TAESD_DIR as TAESD
 from hub_server import FakeHub
 from safetensors.torch import save_file
 
@@ -141,3 +142,34 @@ def test_interrupted_transfer_leaves_no_usable_partial_file(hub, tmp_path):
     result = run(["-m", "interposer", "download", "xl-to-v1", "--dir", str(folder)], hub, tmp_path)
     assert result.returncode == 0, result.stderr
     assert (folder / "v4.0" / NAME).read_bytes() == GOOD
+
+
+def _diffusers_layout(name: str) -> bytes:
+    """An AutoencoderTiny state dict (diffusers keys) built from the sequential TAESD files."""
+    from safetensors.torch import load_file, save
+
+    state = {}
+    for part, offset in (("encoder", 0), ("decoder", -1)):
+        for key, value in load_file(TAESD / f"{name}_{part}.safetensors").items():
+            index, _, rest = key.partition(".")
+            state[f"{part}.layers.{int(index) + offset}.{rest}"] = value
+    return save(state)
+
+
+def test_compare_demo_fetches_taesd_and_weights_from_the_hub(hub, tmp_path):
+    """The README's demo path: TAESD from madebyollin's repos (SDXL as single files, SD1 in the
+    diffusers layout only) and the interposer file from city96's repo, all through huggingface_hub."""
+    hub.files[KEY] = GOOD
+    hub.files["madebyollin/taesdxl/taesdxl_encoder.safetensors"] = (TAESD / "taesdxl_encoder.safetensors").read_bytes()
+    hub.files["madebyollin/taesdxl/taesdxl_decoder.safetensors"] = (TAESD / "taesdxl_decoder.safetensors").read_bytes()
+    hub.files["madebyollin/taesd/diffusion_pytorch_model.safetensors"] = _diffusers_layout("taesd")
+    out = tmp_path / "grid.png"
+    result = run(["-m", "interposer", "compare", str(REPO / "examples" / "lakeside.jpg"), "--src", "xl", "--dst", "v1",
+                  "--out", str(out), "--max-side", "128"], hub, tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert out.is_file()
+    assert "TAESD bridge" in result.stdout and "interposer" in result.stdout
+    assert hub.requests["GET", "madebyollin/taesd/diffusion_pytorch_model.safetensors"] >= 1
+    # The TAESD bridge panel only depends on TAESD: a good bridge proves both layouts loaded right.
+    bridge = float(next(line for line in result.stdout.splitlines() if "TAESD bridge" in line).split()[-2])
+    assert bridge > 20

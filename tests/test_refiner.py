@@ -232,3 +232,15 @@ def test_hook_is_removed_on_script_reload_and_never_stacked(webui):
     assert getattr(forward, refiner_module._MARK, None) is not None
     assert getattr(forward.__wrapped__, refiner_module._MARK, None) is None
     script_callbacks.script_unloaded_callback()
+
+
+def test_after_a_pixel_upscaler_the_latents_are_in_the_hires_models_space(webui):
+    """Pixel upscalers re-encode with the hires VAE: an SD1.5 hires pass switching to an SDXL refiner
+    must convert v1 -> xl, whatever the first pass was."""
+    value, processed = refine(webui, hr_upscaler="Lanczos", hr_checkpoint_name="sd15_style",
+                              refiner_checkpoint="sdxl_refiner")  # fmt: skip
+    assert any("refiner: v1-to-xl" in line for line in refiner_lines(webui))
+    assert "Latent interposer:" not in processed.infotexts[0]  # no hires conversion: pixels crossed
+    without, _ = refine(webui, title=None, hr_upscaler="Lanczos", hr_checkpoint_name="sd15_style",
+                        refiner_checkpoint="sdxl_refiner")  # fmt: skip
+    assert value > without + 3.0, (value, without)

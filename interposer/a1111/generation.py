@@ -125,6 +125,8 @@ class Generation:
                 samples = self.convert(samples, dirn, "hires")
                 self.latent_space = target if target is not None else dirn.dst
         elif self.options.enabled and getattr(self.p, "latent_scale_mode", None) is None:
+            # The webui re-encodes the upscaled image with the hires VAE: the latents are in its space now.
+            self.latent_space = family_of(self.p.sd_model)
             upscaler = getattr(self.p, "hr_upscaler", None)
             self.say_once(
                 "pixel",
