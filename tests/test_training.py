@@ -1,0 +1,320 @@
+"""``python -m training``: the whole pipeline on a few small photos (encode -> train -> eval -> export),
+exact resume, and one error path per command. Tiny sizes: this is a test of the plumbing, not of quality."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import PHOTOS, REPO, TAESD_DIR
+from PIL import Image
+from safetensors.torch import load_file
+
+from interposer.cli import main as interposer_main
+from interposer.directions import direction
+from interposer.errors import InterposerError
+from interposer.images import load_image
+from interposer.model import InterposerV4
+from interposer.runtime import Converter, ModelCache
+from interposer.weights import WeightsQuery, load_weights, resolve_and_load
+from training.checkpoint import load_checkpoint
+from training.cli import build_parser, main
+from training.config import TrainConfig, build_config
+from training.data import CropSampler
+from training.encode import EncodeSettings, fit_image, image_seed, random_crops
+from training.evaluate import PATHS, ssim
+from training.train import lr_at, train
+
+XL_V1 = direction("xl-to-v1")
+TRAIN_PHOTOS = ("001.jpg", "002.jpg", "003.jpg", "004.jpg")
+ENCODE = ["--families", "xl", "v1", "--taesd-dir", str(TAESD_DIR), "--no-download", "--crop", "128",
+          "--crops-per-image", "2", "--max-side", "192", "--seed", "3", "-q"]  # fmt: skip
+
+
+def _link_photos(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).symlink_to(PHOTOS / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Four photos, one held out (by the seeded pick), encoded at 128 px."""
+    root = tmp_path_factory.mktemp("training")
+    images = _link_photos(root / "images", TRAIN_PHOTOS)
+    assert main(["encode", str(images), str(root / "data"), "--holdout", "1", *ENCODE]) == 0
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory):
+    """A tiny run of 12 steps with EMA, checkpoints every 6, through the command line."""
+    out = tmp_path_factory.mktemp("run") / "xl-to-v1"
+    code = main(["train", "--preset", "tiny", "--data", str(data), "--out", str(out), "--set", "ema=0.9", "-q"])
+    assert code == 0
+    return out
+
+
+def test_encode_writes_paired_raw_latents_and_a_manifest(data, tiny_vaes):
+    manifest = json.loads((data / "manifest.json").read_text())
+    assert manifest["families"] == ["v1", "xl"]
+    assert len(manifest["holdout"]) == 1 and manifest["holdout"][0] not in manifest["train_images"]
+    assert sorted([*manifest["train_images"], *manifest["holdout"]]) == list(TRAIN_PHOTOS)
+    assert manifest["crops"] == 6 and manifest["vaes"]["xl"]["kind"] == "taesd"
+    shard = load_file(data / manifest["shards"][0]["file"])
+    assert shard["xl"].shape == shard["v1"].shape == (6, 4, 16, 16)
+    # Raw convention: re-encoding the same crop with TAESD and dividing by the scale gives the stored latents.
+    name = manifest["train_images"][0]
+    settings = EncodeSettings(**manifest["settings"])
+    image = fit_image(load_image(PHOTOS / name, max_side=None), settings)
+    crops = random_crops(image, settings, settings.crops_per_image, image_seed(settings.seed, name))
+    expected = XL_V1.src.to_raw(tiny_vaes["xl"].encode(crops))
+    assert torch.allclose(shard["xl"][:2], expected, atol=1e-3)
+    assert shard["xl"].abs().mean() > 2  # raw SDXL latents are ~1/0.13 times the scaled ones
+    assert (data / "holdout.safetensors").is_file()
+
+
+def test_encode_resumes_with_the_same_crops_and_skips_bad_images(tmp_path, data):
+    images = _link_photos(tmp_path / "images", TRAIN_PHOTOS[:1])
+    (images / "broken.jpg").write_bytes(b"not a jpeg")
+    Image.new("RGB", (40, 40)).save(images / "tiny.png")
+    assert main(["encode", str(images), str(tmp_path / "d"), "--shard-images", "1", *ENCODE]) == 0
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert set(manifest["skipped"]) == {"broken.jpg", "tiny.png"}
+    assert "too small" in manifest["skipped"]["tiny.png"]
+    first = (tmp_path / "d" / "train-00000.safetensors").stat().st_mtime_ns
+    # More images appear: only they are encoded, and their crops equal those of the run that had them all.
+    full = json.loads((data / "manifest.json").read_text())
+    added = next(name for name in TRAIN_PHOTOS[1:] if name in full["train_images"])
+    (images / added).symlink_to(PHOTOS / added)
+    assert main(["encode", str(images), str(tmp_path / "d"), "--shard-images", "1", *ENCODE]) == 0
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert manifest["train_images"] == [TRAIN_PHOTOS[0], added] and len(manifest["shards"]) == 2
+    assert (tmp_path / "d" / "train-00000.safetensors").stat().st_mtime_ns == first
+    index = full["train_images"].index(added)
+    shard = load_file(data / "train-00000.safetensors")
+    resumed = load_file(tmp_path / "d" / "train-00001.safetensors")
+    assert torch.equal(resumed["v1"], shard["v1"][shard["image"] == index])
+    # Other settings in the same folder: refused, nothing overwritten.
+    assert main(["encode", str(images), str(tmp_path / "d"), *ENCODE, "--crops-per-image", "3"]) == 1
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(run, data, tmp_path):
+    cfg = build_config("tiny", None, {"data": str(data), "out": str(tmp_path / "r"), "ema": "0.9"})
+    train(cfg, stop_at=6, progress=False)
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["step"] == 6
+    assert main(["train", "--resume", str(tmp_path / "r"), "-q"]) == 0
+    whole, whole_state = load_checkpoint(run)
+    resumed, resumed_state = load_checkpoint(tmp_path / "r")
+    assert resumed_state["step"] == whole_state["step"] == 12
+    assert set(whole) == set(resumed) == {"model", "ema", "optim", "rng"}
+    for group, tensors in whole.items():
+        for key, value in tensors.items():
+            assert torch.equal(value, resumed[group][key]), f"{group}.{key} differs after resume"
+    log_lines = (tmp_path / "r" / "log.csv").read_text().splitlines()
+    assert [line.split(",")[:3] for line in log_lines] == [
+        line.split(",")[:3] for line in (run / "log.csv").read_text().splitlines()
+    ]
+
+
+def test_run_folder_has_log_plot_and_summary(run):
+    assert {p.name for p in (run / "checkpoints").iterdir()} == {"step-0000006.safetensors", "step-0000012.safetensors"}
+    header, *rows = (run / "log.csv").read_text().splitlines()
+    assert header.startswith("step,lr,loss,val_l1")
+    assert len(rows) == 12 + 3  # a loss row per step, a validation row at steps 0, 6 and 12
+    assert (run / "loss.png").stat().st_size > 1000
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["step"] == 12 and math.isfinite(summary["val_l1"]) and math.isfinite(summary["val_l1_linear"])
+
+
+def test_eval_reports_the_four_paths_on_held_out_images(run, data, tmp_path):
+    out = tmp_path / "eval"
+    code = main(["eval", str(run), "--data", str(data), "--out", str(out), "--max-side", "128",
+                 "--taesd-dir", str(TAESD_DIR), "--no-download"])  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    holdout = json.loads((data / "manifest.json").read_text())["holdout"]
+    assert [row["image"] for row in report["per_image"]] == holdout
+    assert set(report["mean"]) == set(PATHS)
+    for name in PATHS:
+        assert math.isfinite(report["mean"][name]["psnr"]) and 0 < report["mean"][name]["ssim"] <= 1
+    assert report["mean"]["VAE bridge"]["psnr"] > report["mean"]["no conversion"]["psnr"]
+    assert report["weights"]["constructor"]["ch_mid"] == 8 and report["weights"]["training"]["ema"] is True
+    assert "| interposer |" in (out / "report.md").read_text()
+    width = report["per_image"][0]["size"][1]
+    assert Image.open(out / "grid.png").size[0] == 6 * width  # original + five paths
+
+
+def test_eval_refuses_training_images(run, data, capsys):
+    images = json.loads((data / "manifest.json").read_text())["images_dir"]
+    assert main(["eval", str(run), "--data", str(data), "--images", images]) == 1
+    assert "used for training" in capsys.readouterr().err
+
+
+def test_export_loads_in_interposer_and_the_webui_lookup(run, tmp_path, capsys):
+    folder = tmp_path / "weights"
+    assert main(["export", str(run), "--tag", "ci-1", "--out-dir", str(folder)]) == 0
+    path = folder / "xl-to-v1_interposer-ci-1.safetensors"
+    loaded = load_weights(path, XL_V1)
+    assert loaded.version == "ci-1" and (loaded.config.ch_mid, loaded.config.blocks) == (8, 1)
+    assert loaded.metadata["src"] == "xl" and loaded.metadata["format_version"] == "1"
+    training = json.loads(loaded.metadata["training"])
+    assert training["step"] == 12 and training["ema"] is True and training["data"]["images"] == 3
+    # The runtime converts with it exactly as the EMA model computes (scaled in, scaled out).
+    groups, _ = load_checkpoint(run)
+    model = InterposerV4.from_config(loaded.config).eval()
+    model.load_state_dict(groups["ema"])
+    latents = torch.randn(1, 4, 16, 16)
+    converted = Converter(weights=WeightsQuery(path=str(path)), device="cpu", cache=ModelCache()).convert(
+        latents, "xl", "v1"
+    )
+    with torch.no_grad():
+        expected = XL_V1.dst.to_scaled(model(XL_V1.src.to_raw(latents)))
+    assert torch.allclose(converted, expected, atol=1e-5)
+    assert interposer_main(["list", "--weights-dir", str(folder), "--no-download"]) == 0
+    assert f"trained, ci-1: {path}" in capsys.readouterr().out
+    # Tag v4.0 in a folder of its own: what the webui finds through its "Weights folder" setting.
+    assert main(["export", str(run), "--tag", "v4.0", "--out-dir", str(tmp_path / "webui")]) == 0
+    found = resolve_and_load(XL_V1, WeightsQuery(folders=[str(tmp_path / "webui")], allow_download=False))
+    assert found.config.ch_mid == 8
+    # Raw (non-EMA) weights on request.
+    assert main(["export", str(run), "--tag", "raw", "--no-ema", "--out-dir", str(folder)]) == 0
+    assert json.loads(load_weights(folder / "xl-to-v1_interposer-raw.safetensors").metadata["training"])["ema"] is False
+
+
+def test_reverse_model_and_round_trip_losses_export_the_other_direction(data, tmp_path):
+    out = tmp_path / "both"
+    cfg = build_config("tiny", None, {"data": str(data), "out": str(out), "reverse": "true", "steps": "2"})
+    train(cfg, progress=False)
+    assert main(["export", str(out), "--tag", "back", "--reverse", "--out-dir", str(tmp_path)]) == 0
+    loaded = load_weights(tmp_path / "v1-to-xl_interposer-back.safetensors", direction("v1-to-xl"))
+    assert json.loads(loaded.metadata["training"])["reverse"] is True
+
+
+# --------------------------------------------------------------------------- error paths, one per command at least
+
+
+@pytest.mark.parametrize("command", ["encode", "train", "eval", "export"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: python -m training " + command in capsys.readouterr().out
+
+
+def test_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0 and "encode" in result.stdout and "export" in result.stdout
+
+
+def test_encode_errors(tmp_path, capsys):
+    assert main(["encode", str(tmp_path / "missing"), str(tmp_path / "out"), *ENCODE]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["encode", str(tmp_path), str(tmp_path / "out"), "--families", "xl", "sd9"]) == 1
+    assert "Unknown latent space 'sd9'" in capsys.readouterr().err
+    assert main(["encode", str(tmp_path), str(tmp_path / "out"), "--families", "xl"]) == 1
+    assert "at least two families" in capsys.readouterr().err
+
+
+def test_train_errors(run, data, tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path / "no-such-run")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train", "--preset", "tiny", "--data", str(data), "--out", str(run)]) == 1
+    assert "already has checkpoints" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--set", "lr=0.1"]) == 1
+    assert "Cannot change lr when resuming" in capsys.readouterr().err
+    assert main(["train", "--preset", "tiny", "--set", "blocks=many", "--data", str(data)]) == 1
+    assert "blocks must be an integer" in capsys.readouterr().err
+    assert main(["train", "--preset", "tiny", "--set", "colour=blue"]) == 1
+    assert "Unknown training options: colour" in capsys.readouterr().err
+    assert main(["train", "--preset", "tiny", "--data", str(tmp_path)]) == 1
+    assert "has no manifest.json" in capsys.readouterr().err
+    assert main(["train", "--preset", "tiny", "--data", str(data), "--src", "v3"]) == 1
+    assert "not of v3" in capsys.readouterr().err
+
+
+def test_export_and_eval_errors(run, tmp_path, capsys):
+    assert main(["export", str(run), "--tag", "x", "--out-dir", str(tmp_path)]) == 0
+    exported = tmp_path / "xl-to-v1_interposer-x.safetensors"
+    assert main(["export", str(exported), "--tag", "y"]) == 1
+    assert "is not a training checkpoint" in capsys.readouterr().err
+    assert main(["export", str(run), "--tag", "../evil"]) == 1
+    assert "Tag '../evil'" in capsys.readouterr().err
+    assert main(["export", str(run), "--tag", "z", "--reverse"]) == 1
+    assert "no reverse model" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "missing.safetensors"), "--images", str(PHOTOS)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- units
+
+
+def test_config_files_and_overrides(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"lr": 0.002, "blocks": 4}))
+    cfg = build_config("cpu", str(tmp_path / "c.json"), {"steps": "300", "flip": "off"})
+    assert (cfg.lr, cfg.blocks, cfg.steps, cfg.flip, cfg.batch, cfg.ch_mid) == (0.002, 4, 300, False, 16, 48)
+    if sys.version_info >= (3, 11):
+        (tmp_path / "c.toml").write_text("[train]\nlr = 3e-4\nloss = 'mse'\n")
+        assert build_config(None, str(tmp_path / "c.toml")).loss == "mse"
+    with pytest.raises(InterposerError, match="Invalid training options: loss='l3'"):
+        TrainConfig.from_dict({"loss": "l3"})
+
+
+def test_lr_schedule_warms_up_holds_and_decays():
+    cfg = TrainConfig(lr=1.0, warmup=10, decay_start=0.5, min_lr=0.1)
+    assert lr_at(0, cfg, 100) == pytest.approx(0.1) and lr_at(9, cfg, 100) == 1.0
+    assert lr_at(49, cfg, 100) == 1.0 and lr_at(75, cfg, 100) == pytest.approx(0.55)
+    assert lr_at(100, cfg, 100) == pytest.approx(0.1)
+
+
+def test_sampler_crops_line_up_and_flip_together():
+    latents = torch.arange(2 * 4 * 16 * 16, dtype=torch.float32).view(2, 4, 16, 16)
+    sampler = CropSampler(latents, latents.clone(), XL_V1, crop=8, batch=16, flip=True, seed=0)
+    assert sampler.crop_px == 64
+    x, y = sampler.sample()
+    assert x.shape == (16, 4, 8, 8) and torch.equal(x, y)
+    state = sampler.state_dict()
+    again = sampler.sample()
+    sampler.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(again, sampler.sample(), strict=True))
+
+
+def test_ssim_is_one_for_identical_images_and_lower_for_noise():
+    image = torch.rand(1, 3, 32, 32)
+    assert ssim(image, image) == pytest.approx(1.0)
+    assert ssim((image + 0.3 * torch.randn_like(image)).clamp(0, 1), image) < 0.8
+
+
+def test_diffusers_vae_works_in_the_raw_convention(tmp_path, monkeypatch):
+    diffusers = pytest.importorskip("diffusers")
+    from training import vaes
+
+    torch.manual_seed(0)
+    model = diffusers.AutoencoderKL(block_out_channels=(8,), norm_num_groups=8, latent_channels=4, layers_per_block=1)
+    model.save_pretrained(tmp_path / "vae")
+    vae = vaes.load_vae(str(tmp_path / "vae"), "xl", device="cpu")
+    image = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        expected = model.encode(image * 2 - 1).latent_dist.mean
+    assert torch.allclose(vae.encode(image), expected, atol=1e-5)
+    decoded = vae.decode(expected)
+    assert decoded.shape == (1, 3, 16, 16) and decoded.min() >= 0 and decoded.max() <= 1
+    with pytest.raises(InterposerError, match="has 4 latent channels, but Stable Diffusion 3"):
+        vaes.load_vae(str(tmp_path / "vae"), "v3", device="cpu")
+    # A single file (an A1111 models/VAE file) loads with the family's config written locally: no hub request.
+    seen = {}
+
+    def fake_from_single_file(path, config, local_files_only):
+        seen.update(json.loads((Path(config) / "config.json").read_text()), offline=local_files_only)
+        return model
+
+    monkeypatch.setattr(diffusers.AutoencoderKL, "from_single_file", fake_from_single_file)
+    (tmp_path / "sdxl_vae.safetensors").write_bytes(b"")
+    vaes.load_vae(str(tmp_path / "sdxl_vae.safetensors"), "xl", device="cpu")
+    assert seen["scaling_factor"] == 0.13025 and seen["latent_channels"] == 4 and seen["offline"] is True

@@ -1,0 +1,255 @@
+"""``python -m training``: encode, train, eval and export interposers (each command has --help)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from interposer.errors import InterposerError
+from interposer.spaces import SPACES, get_space
+
+from .vaes import PRECISIONS
+
+SPACE_NAMES = ", ".join(SPACES)
+
+
+def _add_vae_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("VAEs")
+    g.add_argument(
+        "--vae", action="append", metavar="FAMILY=SPEC",
+        help="the VAE of a family (repeatable): 'taesd' (default), a TAESD folder, an A1111 models/VAE file "
+        "(.safetensors), a diffusers folder, or a hub id org/name[/subfolder]",
+    )  # fmt: skip
+    g.add_argument("--taesd-dir", help="folder with taesd*_encoder/decoder.safetensors (default: the hub)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    g.add_argument(
+        "--precision", default="auto", choices=PRECISIONS,
+        help="VAE precision: auto = fp32 on the CPU, bf16 on a GPU (fp16 only where bf16 is missing; "
+        "non-finite results are redone in fp32)",
+    )  # fmt: skip
+    g.add_argument("--no-download", action="store_true", help="never contact the Hugging Face hub")
+
+
+def _load_vaes(args: argparse.Namespace, families: list[str], recorded: dict | None = None) -> dict:
+    """VAEs by family: --vae, else what the data manifest recorded, else TAESD."""
+    from .vaes import load_vae, parse_vae_specs
+
+    specs = parse_vae_specs(args.vae)
+    unknown = sorted(set(specs) - set(families))
+    if unknown:
+        raise InterposerError(f"--vae given for {', '.join(unknown)}, which is not among {', '.join(families)}.")
+    vaes = {}
+    for family in families:
+        spec = specs.get(family)
+        if spec is None and recorded and family in recorded and not args.taesd_dir:
+            spec = recorded[family]["source"]
+        vaes[family] = load_vae(spec, family, taesd_dir=args.taesd_dir, device=args.device,
+                                precision=args.precision, allow_download=not args.no_download)  # fmt: skip
+    return vaes
+
+
+# --------------------------------------------------------------------------- encode
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from .encode import EncodeSettings, encode_folder
+
+    families = list(dict.fromkeys(get_space(f).name for f in args.families))
+    if len(families) < 2:
+        raise InterposerError("Give at least two families to pair (e.g. --families v1 xl).")
+    if not Path(args.images).is_dir():
+        raise InterposerError(f"Image folder {args.images} does not exist.")
+    settings = EncodeSettings(
+        crop=args.crop, crops_per_image=args.crops_per_image, min_scale=args.min_scale, flip=not args.no_flip,
+        max_side=args.max_side, holdout=args.holdout, holdout_crops=args.holdout_crops, seed=args.seed,
+    )  # fmt: skip
+    vaes = _load_vaes(args, families)
+    manifest = encode_folder(args.images, args.out, vaes, settings, shard_images=args.shard_images,
+                             batch=args.batch, progress=not args.quiet)  # fmt: skip
+    print(
+        f"{args.out}: {len(manifest['train_images'])} training images ({manifest['crops']} crops of {args.crop} px), "
+        f"{len(manifest['holdout'])} held out, {len(manifest['skipped'])} skipped; families {', '.join(families)}."
+    )
+    for name, why in manifest["skipped"].items():
+        print(f"  skipped {name}: {why}")
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import build_config, parse_overrides
+    from .train import train
+
+    overrides = parse_overrides(args.set)
+    for key in ("data", "src", "dst", "out", "steps", "batch", "lr", "minutes", "device"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = value
+    if args.resume:
+        if args.preset or args.config:
+            raise InterposerError("--resume takes the configuration from the checkpoint; drop --preset/--config.")
+        from .checkpoint import load_checkpoint
+        from .train import resume_config
+
+        cfg = resume_config(load_checkpoint(args.resume)[1]["config"], overrides)
+    else:
+        cfg = build_config(args.preset, args.config, overrides)
+        if not args.print_config:
+            get_space(cfg.src), get_space(cfg.dst)
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=1))
+        return 0
+    try:
+        train(cfg, resume=args.resume, overrides=overrides, stop_at=args.stop_at, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: python -m training train --resume {cfg.out or 'RUN'}", file=sys.stderr)
+        return 130
+    return 0
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from interposer.weights import load_weights
+
+    from .checkpoint import is_checkpoint
+    from .encode import read_manifest
+    from .evaluate import evaluate, fit_linear, heldout_images, weights_direction
+    from .export import export
+
+    target = Path(args.weights)
+    if not target.exists():
+        raise InterposerError(f"{target} does not exist (give a weights file, a run folder or a checkpoint).")
+    images = heldout_images(args.data, args.images, args.allow_train_images)
+    manifest = read_manifest(args.data) if args.data else None
+    with tempfile.TemporaryDirectory() as tmp:
+        # A run or checkpoint is exported first, so it is scored exactly as the exported file would be.
+        weights_path = export(target, tmp, "eval", ema=args.ema) if is_checkpoint(target) else target
+        dirn = weights_direction(load_weights(weights_path), args.direction)
+        vaes = _load_vaes(args, [dirn.src.name, dirn.dst.name], manifest["vaes"] if manifest else None)
+        linear = fit_linear(args.data, dirn) if args.data else None
+        out = Path(args.out or (target / "eval" if target.is_dir() else f"eval-{dirn.name}"))
+        report = evaluate(weights_path, images, vaes, out, dirn=dirn, linear=linear, max_side=args.max_side,
+                          device=args.device, grid_images=args.grid_images, label=args.label or "",
+                          source=str(target))  # fmt: skip
+    print(f"{dirn.name}, mean of {report['images']} images (PSNR dB / SSIM):")
+    for name, value in report["mean"].items():
+        print(f"  {name:<22} " + ("n/a" if value is None else f"{value['psnr']:6.2f}  {value['ssim']:.3f}"))
+    print(f"Report: {out / 'report.md'}, {out / 'report.json'}; grid: {out / 'grid.png'}")
+    return 0
+
+
+# --------------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export, usage_note
+
+    path = export(args.checkpoint, args.out_dir, args.tag, ema=args.ema, reverse=args.reverse)
+    print(f"Wrote {path}\n{usage_note(path, args.tag)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Retrain, evaluate and export latent interposers: encode -> train -> eval -> export.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("encode", help="image folder -> paired raw latent shards of two or more families",
+                       description="Cut random crops from every image and encode each crop with every family's VAE "
+                       "(raw latents). Resumable: run it again to finish or extend a folder.")  # fmt: skip
+    p.add_argument("images", help="folder of images (.jpg, .png, .webp, .bmp)")
+    p.add_argument("out", help="output folder (shards + manifest.json)")
+    p.add_argument("--families", nargs="+", required=True, metavar="FAMILY", help=f"two or more of {SPACE_NAMES}")
+    p.add_argument("--crop", type=int, default=512, help="crop side in pixels, a multiple of 8 (default 512)")
+    p.add_argument("--crops-per-image", type=int, default=8, help="default 8")
+    p.add_argument("--min-scale", type=float, default=0.5, help="crops come from the image scaled by [min, 1]")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument("--max-side", type=int, default=1024, help="downscale images to this longer side first")
+    p.add_argument("--holdout", type=int, default=0, help="images to keep out of training for eval (seeded pick)")
+    p.add_argument("--holdout-crops", type=int, default=2, help="crops per held-out image for validation losses")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shard-images", type=int, default=16, help="images per shard (the unit of resume)")
+    p.add_argument("--batch", type=int, default=8, help="crops per VAE call")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_vae_options(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser(
+        "train", help="train an interposer (config file + overrides; exact resume)",
+        description="Train an InterposerV4 on encoded latents. Options come from the defaults (city96's v4 recipe), "
+        "then --preset, then --config, then --set and the flags below.",
+    )  # fmt: skip
+    p.add_argument("--preset", help="cpu (a 20-minute laptop run), v4 (city96's recipe, GPU), tiny (smoke test)")
+    p.add_argument("--config", help="JSON file (or TOML on Python 3.11+) of options")
+    p.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override options, e.g. --set lr=1e-3 blocks=6")
+    p.add_argument("--data", help="folder written by encode")
+    p.add_argument("--src", help=f"source family ({SPACE_NAMES})")
+    p.add_argument("--dst", help="target family")
+    p.add_argument("--out", help="run folder (default runs/SRC-to-DST)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--minutes", type=float, help="fit the whole run into this many minutes (sets steps)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
+    p.add_argument("--resume", metavar="RUN_OR_CHECKPOINT", help="continue a run exactly where it stopped")
+    p.add_argument("--stop-at", type=int, metavar="STEP", help="end this session after STEP (with a checkpoint)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved options as JSON and exit")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="PSNR/SSIM of no conversion, linear map, VAE bridge and interposer",
+                       description="Decode every path with the target VAE and compare with the held-out images; "
+                       "writes report.md, report.json and grid.png.")  # fmt: skip
+    p.add_argument("weights", help="an exported weights file, a run folder or a checkpoint")
+    p.add_argument("--data", help="encoded data: its held-out images, its VAEs, and the linear map's fit")
+    p.add_argument("--images", help="evaluate on this folder (or file) instead of the held-out list")
+    p.add_argument("--out", help="report folder (default: RUN/eval or eval-SRC-to-DST)")
+    p.add_argument("--direction", help="SRC-to-DST, if the file does not say")
+    p.add_argument("--max-side", type=int, default=512, help="downscale images to this longer side (default 512)")
+    p.add_argument("--grid-images", type=int, default=4, help="rows in grid.png")
+    p.add_argument("--label", help="a note for the report title")
+    p.add_argument("--allow-train-images", action="store_true", help="do not refuse images used for training")
+    ema = p.add_mutually_exclusive_group()
+    ema.add_argument("--ema", dest="ema", action="store_true", default=None, help="checkpoint: the EMA weights")
+    ema.add_argument("--no-ema", dest="ema", action="store_false", help="checkpoint: the raw weights")
+    _add_vae_options(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "export", help="checkpoint -> {src}-to-{dst}_interposer-{tag}.safetensors",
+        description="Write a weights file that `interposer` (webui, CLI, API) loads unchanged.",
+    )  # fmt: skip
+    p.add_argument("checkpoint", help="a checkpoint file or a run folder (its newest checkpoint)")
+    p.add_argument("--tag", required=True, help="version tag in the file name; v4.0 = what the webui looks up")
+    p.add_argument("--out-dir", default=".", help="folder to write into (default: here)")
+    ema = p.add_mutually_exclusive_group()
+    ema.add_argument("--ema", dest="ema", action="store_true", default=None, help="the EMA weights (default if kept)")
+    ema.add_argument("--no-ema", dest="ema", action="store_false", help="the raw weights")
+    p.add_argument("--reverse", action="store_true", help="the dst->src model of a reverse=true run")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return args.func(args)
+    except InterposerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

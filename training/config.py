@@ -1,0 +1,181 @@
+"""Training configuration: one dataclass, presets, a config file (JSON, or TOML on Python 3.11+),
+and ``key=value`` overrides from the command line, applied in that order.
+
+The resolved configuration is written into every checkpoint and into the run folder
+(``config.json``), so a run can always be reproduced or resumed without the original file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from interposer.errors import InterposerError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on. Defaults: city96's v4 recipe (a GPU run)."""
+
+    # data and direction
+    data: str = ""  # folder written by `encode`
+    src: str = "xl"
+    dst: str = "v1"
+    out: str = ""  # run folder (default: runs/{src}-to-{dst})
+    # model (InterposerV4 constructor; the published layout is ch_mid 64, blocks 12)
+    ch_mid: int = 64
+    blocks: int = 12
+    dropout: float = 0.1
+    # optimisation
+    steps: int = 50_000
+    batch: int = 128
+    crop: int = 64  # training crop side in source latents (64 = 512 px)
+    lr: float = 5e-4
+    beta1: float = 0.5
+    beta2: float = 0.95
+    weight_decay: float = 0.01
+    warmup: int = 500  # linear warm-up steps
+    decay_start: float = 0.0  # fraction of the run after which the cosine decay starts (0: right after warm-up)
+    min_lr: float = 0.0  # fraction of lr at the end of the cosine
+    grad_clip: float = 0.0  # max gradient norm (0: off)
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off; e.g. 0.999)
+    # losses
+    loss: str = "l1"  # l1, mse or huber, on latents
+    loss_space: str = "raw"  # raw, scaled (model-space) or normalized (per-channel std of the target = 1)
+    reverse: bool = False  # also train dst->src, with round-trip losses (city96's optional extras)
+    roundtrip_weight: float = 0.5
+    flip: bool = True  # random horizontal flips of the latent crops
+    # runtime
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
+    precision: str = "auto"  # auto (GPU: bf16 autocast, fp16 where bf16 is missing; CPU: fp32), fp32, bf16, fp16
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    minutes: float = 0.0  # if > 0: fit the run into this many minutes (steps are set after timing the first ones)
+    # bookkeeping
+    log_every: int = 10
+    eval_every: int = 500
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    tensorboard: bool = True  # also log to TensorBoard when the package is installed
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InterposerError(f"Unknown training options: {', '.join(unknown)}. Known: {', '.join(sorted(known))}.")
+        return replace(cls(), **{k: _convert(k, v) for k, v in data.items()}).validated()
+
+    def validated(self) -> TrainConfig:
+        checks = {
+            "loss": self.loss in ("l1", "mse", "huber"),
+            "loss_space": self.loss_space in ("raw", "scaled", "normalized"),
+            "precision": self.precision in ("auto", "fp32", "bf16", "fp16"),
+            "steps": self.steps >= 1, "batch": self.batch >= 1, "crop": self.crop >= 4,
+            "ch_mid": self.ch_mid >= 1, "blocks": self.blocks >= 0, "lr": self.lr > 0,
+            "warmup": self.warmup >= 0, "decay_start": 0 <= self.decay_start < 1,
+            "ema": 0 <= self.ema < 1, "dropout": 0 <= self.dropout < 1,
+            "checkpoint_every": self.checkpoint_every >= 1, "eval_every": self.eval_every >= 1,
+            "log_every": self.log_every >= 1, "keep_checkpoints": self.keep_checkpoints >= 1,
+        }  # fmt: skip
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise InterposerError("Invalid training options: " + ", ".join(f"{n}={getattr(self, n)!r}" for n in bad))
+        return self
+
+
+# Starting points; anything can be overridden. "cpu" is what the README's 20-minute CPU run uses: in a
+# fixed CPU budget a narrower, shallower net that takes ~2.5x the steps beats the published 64 x 12
+# layout (README, "What makes a difference on a CPU").
+PRESETS: dict[str, dict] = {
+    "v4": {},  # city96's recipe: 64 x 12 blocks, batch 128, lr 5e-4, 50k steps (a GPU run)
+    "cpu": {
+        "ch_mid": 48, "blocks": 8, "dropout": 0.0, "batch": 16, "crop": 24, "lr": 1e-3, "warmup": 100,
+        "steps": 10_000, "eval_every": 500, "checkpoint_every": 500,
+    },
+    "tiny": {  # a smoke test of the whole pipeline (CI): seconds, not quality
+        "ch_mid": 8, "blocks": 1, "dropout": 0.1, "batch": 4, "crop": 8, "lr": 1e-3, "warmup": 2,
+        "steps": 12, "eval_every": 6, "checkpoint_every": 6, "log_every": 1,
+    },
+}  # fmt: skip
+
+
+def _convert(key: str, value):
+    """Coerce a file or command-line value to the type of the field ``key``."""
+    kind = {f.name: f.type for f in fields(TrainConfig)}[key]
+    try:
+        if kind == "bool":
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(value)
+                return lowered in ("1", "true", "yes", "on")
+            return bool(value)
+        if kind == "int":
+            number = float(value)
+            if number != int(number):
+                raise ValueError(value)
+            return int(number)
+        if kind == "float":
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        expected = {"bool": "true or false", "int": "an integer", "float": "a number"}.get(kind, "a string")
+        raise InterposerError(f"Training option {key} must be {expected}, got {value!r}.") from exc
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """A JSON file, or TOML on Python 3.11+ (``tomllib``); a ``[train]`` table is used if present."""
+    path = Path(path)
+    if not path.is_file():
+        raise InterposerError(f"Config file {path} does not exist.")
+    text = path.read_text()
+    if path.suffix.lower() == ".toml":
+        if sys.version_info < (3, 11):
+            raise InterposerError(f"{path}: TOML configs need Python 3.11+ (tomllib); use a JSON file.")
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InterposerError(f"{path} is not valid TOML: {exc}") from exc
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InterposerError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InterposerError(f"{path} must hold a table/object of options.")
+    return data.get("train", data)
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """``["lr=1e-3", "steps=2000"]`` -> ``{"lr": "1e-3", "steps": "2000"}`` (typed later)."""
+    result = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InterposerError(f"--set takes KEY=VALUE pairs, got {item!r}.")
+        result[key.strip().replace("-", "_")] = value.strip()
+    return result
+
+
+def build_config(
+    preset: str | None = None, config_file: str | None = None, overrides: dict | None = None
+) -> TrainConfig:
+    """Defaults <- preset <- config file <- overrides."""
+    data: dict = {}
+    if preset:
+        if preset not in PRESETS:
+            raise InterposerError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+        data.update(PRESETS[preset])
+    if config_file:
+        data.update(read_config_file(config_file))
+    data.update(overrides or {})
+    return TrainConfig.from_dict(data)

@@ -1,0 +1,102 @@
+"""``export``: a training checkpoint -> a weights file the ``interposer`` package loads unchanged.
+
+The file is named like the published ones, ``{src}-to-{dst}_interposer-{tag}.safetensors``, and
+written with ``interposer.weights.save_weights``: its metadata carries ``src``, ``dst``, the
+constructor arguments (so any width and depth loads), ``version`` (the tag) and ``training`` (a
+JSON summary: steps, held-out losses, data, configuration). The written file is read back with
+``load_weights`` before the command reports success.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import torch
+
+from interposer import __version__
+from interposer.directions import WEIGHTS_VERSION, Direction, direction
+from interposer.errors import InterposerError
+from interposer.model import InterposerConfig
+from interposer.weights import load_weights, save_weights
+
+from .checkpoint import find_checkpoint, load_checkpoint
+from .config import TrainConfig
+from .train import model_config
+
+EXPORT_FORMAT_VERSION = "1"
+TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+
+
+def weights_from_checkpoint(
+    checkpoint: str | os.PathLike, *, ema: bool | None = None, reverse: bool = False
+) -> tuple[dict[str, torch.Tensor], InterposerConfig, Direction, dict]:
+    """(state dict, constructor, direction, training summary) of a checkpoint.
+
+    ``ema``: None = the EMA weights when the run kept them, else the raw weights.
+    ``reverse``: the dst->src model of a run trained with ``reverse = true``.
+    """
+    groups, state = load_checkpoint(checkpoint)
+    cfg = TrainConfig.from_dict(state["config"])
+    dirn = direction(cfg.src, cfg.dst)
+    config = model_config(cfg, dirn)
+    if reverse:
+        if "reverse" not in groups:
+            raise InterposerError(f"{checkpoint} has no reverse model (train with --set reverse=true).")
+        dirn = direction(cfg.dst, cfg.src)
+        config = InterposerConfig(ch_in=config.ch_out, ch_out=config.ch_in, ch_mid=config.ch_mid,
+                                  scale=1 / config.scale, blocks=config.blocks)  # fmt: skip
+        tensors, used_ema = groups["reverse"], False
+    else:
+        if ema and "ema" not in groups:
+            raise InterposerError(f"{checkpoint} holds no EMA weights (train with --set ema=0.999).")
+        used_ema = "ema" in groups if ema is None else ema
+        tensors = groups["ema" if used_ema else "model"]
+    summary = {
+        "step": state["step"], "total_steps": state["total_steps"], "elapsed_s": state["elapsed_s"],
+        "val_l1": state.get("val_l1_ema" if used_ema else "val_l1"), "val_l1_linear": state.get("val_l1_linear"),
+        "ema": used_ema, "reverse": reverse, "data": state.get("data"), "config": state["config"],
+        "checkpoint": Path(checkpoint).name,
+    }  # fmt: skip
+    return tensors, config, dirn, summary
+
+
+def export(
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    tag: str,
+    *,
+    ema: bool | None = None,
+    reverse: bool = False,
+) -> Path:
+    """Write ``out_dir/{src}-to-{dst}_interposer-{tag}.safetensors``; return its path."""
+    if not TAG.match(tag):
+        raise InterposerError(f"Tag {tag!r}: use letters, digits, '.', '_', '+', '-' (e.g. 'mine-1' or 'v4.0').")
+    checkpoint = find_checkpoint(checkpoint)
+    state_dict, config, dirn, summary = weights_from_checkpoint(checkpoint, ema=ema, reverse=reverse)
+    summary["exported"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    metadata = {
+        "version": tag, "format_version": EXPORT_FORMAT_VERSION, "training": json.dumps(summary),
+        "exported_by": f"sd-webui-latent-interposer {__version__} (python -m training export)",
+    }  # fmt: skip
+    path = save_weights(Path(out_dir) / dirn.filename(tag), state_dict, config, direction=dirn, metadata=metadata)
+    load_weights(path, dirn)  # the file must load exactly as the webui and the CLI load it
+    return path
+
+
+def usage_note(path: Path, tag: str) -> str:
+    """How to use an exported file (printed by the command)."""
+    if tag == WEIGHTS_VERSION:
+        return (
+            f"The webui looks up *_interposer-{WEIGHTS_VERSION}.safetensors: set Settings -> Latent Interposer -> "
+            f"Weights folder to {path.parent} (or copy the file into models/LatentInterposer, where it takes "
+            "precedence over the published file in models/LatentInterposer/v4.0/)."
+        )
+    return (
+        f"Use it with: python -m interposer convert IN OUT --weights {path}  (or compare IMAGE ... --weights {path}).\n"
+        f"For the webui, which looks up *_interposer-{WEIGHTS_VERSION}.safetensors, export again with --tag "
+        f"{WEIGHTS_VERSION} into a folder of its own and set it as the Weights folder."
+    )

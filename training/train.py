@@ -1,0 +1,482 @@
+"""``train``: fit an InterposerV4 to paired raw latents, with exact resume.
+
+One readable loop (nanoGPT style): sample a batch of aligned latent crops, forward, loss,
+backward, AdamW step with the learning rate of this step (linear warm-up, then cosine decay:
+a pure function of the step, so resuming needs only the step), optional EMA of the weights.
+Every ``eval_every`` steps the held-out latents are scored (raw L1; next to it the least-squares
+linear map's score, the baseline to beat); every ``checkpoint_every`` steps everything that
+decides the future of the run is saved: model, EMA, optimiser, every RNG, the step. Resuming from
+a checkpoint and running on gives the same weights, bit for bit, as never stopping (on the same
+machine, torch build and thread count).
+
+Run folder: ``config.json``, ``log.csv`` (and TensorBoard events if it is installed),
+``loss.png``, ``checkpoints/step-*.safetensors``, ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from interposer.directions import Direction, direction
+from interposer.errors import InterposerError
+from interposer.linear import apply_affine, fit_affine
+from interposer.model import InterposerConfig, InterposerV4
+from interposer.spaces import spatial_scale
+
+from .checkpoint import (
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    load_optimizer,
+    optimizer_tensors,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+)
+from .config import TrainConfig
+from .data import CropSampler, load_pairs
+from .encode import read_manifest
+from .vaes import pick_device
+
+log = logging.getLogger(__name__)
+
+# Options that may change when a run is resumed (they do not change what the run computes,
+# except `steps`, which stretches the cosine: the run is then no longer the uninterrupted one).
+RESUMABLE_CHANGES = {"steps", "data", "out", "device", "threads", "log_every", "eval_every", "checkpoint_every",
+                     "keep_checkpoints", "tensorboard", "minutes"}  # fmt: skip
+
+
+def lr_at(step: int, cfg: TrainConfig, total: int) -> float:
+    """Linear warm-up to ``lr``, hold until ``decay_start`` of the run, cosine down to ``min_lr * lr``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    start = max(cfg.warmup, int(cfg.decay_start * total))
+    if step < start:
+        return cfg.lr
+    progress = min(1.0, (step - start) / max(1, total - start))
+    return cfg.lr * (cfg.min_lr + (1 - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def model_config(cfg: TrainConfig, dirn: Direction) -> InterposerConfig:
+    return InterposerConfig(
+        ch_in=dirn.src.channels, ch_out=dirn.dst.channels, ch_mid=cfg.ch_mid,
+        scale=spatial_scale(dirn.src, dirn.dst), blocks=cfg.blocks,
+    )  # fmt: skip
+
+
+class EMA:
+    """Exponential moving average of every float tensor of a state dict (BatchNorm statistics too).
+
+    The decay ramps up as ``(1 + step) / (10 + step)`` so short runs are not dominated by the
+    random initialisation.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for key, value in model.state_dict().items():
+            if value.is_floating_point():
+                self.shadow[key].lerp_(value, 1 - decay)
+            else:
+                self.shadow[key].copy_(value)
+
+
+class Logger:
+    """CSV log (rewritten up to the resumed step on resume), optional TensorBoard, loss-curve PNG."""
+
+    FIELDS = ("step", "lr", "loss", "val_l1", "val_l1_ema", "elapsed_s")
+
+    def __init__(self, run: Path, tensorboard: bool, resume_step: int | None) -> None:
+        self.path = run / "log.csv"
+        self.rows: list[dict] = []
+        if resume_step is not None and self.path.is_file():
+            with self.path.open(newline="") as handle:
+                self.rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resume_step]
+        with self.path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, self.FIELDS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run / "tensorboard"), purge_step=resume_step)
+            except ImportError:  # tensorboard is optional
+                self.tb = None
+
+    def log(self, **row) -> None:
+        row = {k: ("" if row.get(k) is None else row[k]) for k in self.FIELDS}
+        self.rows.append(row)
+        with self.path.open("a", newline="") as handle:
+            csv.DictWriter(handle, self.FIELDS).writerow(row)
+        if self.tb is not None:
+            for key in ("lr", "loss", "val_l1", "val_l1_ema"):
+                if row[key] != "":
+                    self.tb.add_scalar(key, float(row[key]), int(row["step"]))
+
+    def plot(self, path: Path, linear_l1: float | None, title: str) -> None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return
+        series = {k: [(int(r["step"]), float(r[k])) for r in self.rows if r[k] != ""] for k in self.FIELDS[2:5]}
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+        if series["loss"]:
+            steps, values = zip(*series["loss"], strict=True)
+            width = max(1, len(values) // 50)
+            smooth = np.convolve(values, np.ones(width) / width, mode="valid")
+            ax.plot(steps[width - 1 :], smooth, label="train loss", color="tab:blue", alpha=0.8)
+        for key, color in (("val_l1", "tab:orange"), ("val_l1_ema", "tab:green")):
+            if series[key]:
+                ax.plot(*zip(*series[key], strict=True), "o-", label=key.replace("_", " "), color=color, ms=3)
+        if linear_l1 is not None:
+            ax.axhline(linear_l1, color="gray", ls="--", label="linear map (val l1)")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+class TimeBudget:
+    """Fits a run into ``minutes`` of wall-clock time (counted from the start of :func:`train`).
+
+    Steps are timed between ``CHECKS`` (after the first, slow steps), evaluations and checkpoints
+    are timed when they happen, and the total number of steps is set so that the last step, its
+    evaluation and its checkpoint end on time. The cosine schedule follows the new total; the
+    total is stored in checkpoints, so a resumed run keeps it. If steps slow down later (another
+    process takes the CPU), the run ends at the deadline, before the cosine has reached its end.
+    """
+
+    CHECKS = (3, 25, 200, 1000, 5000)  # start timing after step 3; set the total at 25, refine it later
+
+    def __init__(self, minutes: float, started: float) -> None:
+        self.seconds, self.started = minutes * 60, started
+        self.mark: tuple[int, float] | None = None
+        self.eval_s = self.checkpoint_s = 0.0
+        self.extra = 0.0  # seconds spent in evaluations and checkpoints since the mark
+
+    def add_overhead(self, kind: str, seconds: float) -> None:
+        if kind == "eval":
+            self.eval_s = seconds
+        else:
+            self.checkpoint_s = seconds
+        self.extra += seconds
+
+    def total(self, step: int, total: int, cfg: TrainConfig) -> int:
+        """The new total at a check step (else ``total`` unchanged)."""
+        now = time.perf_counter()
+        if step == self.CHECKS[0]:
+            self.mark, self.extra = (step, now), 0.0
+        if now - self.started > self.seconds - self.eval_s - self.checkpoint_s:
+            return step  # out of time: finish here
+        if step not in self.CHECKS[1:] or self.mark is None or step >= total:
+            return total
+        per_step = (now - self.mark[1] - self.extra) / (step - self.mark[0])
+        per_step += self.eval_s / cfg.eval_every + self.checkpoint_s / cfg.checkpoint_every
+        left = self.seconds - (now - self.started) - self.eval_s - self.checkpoint_s
+        return max(step + 1, step + int(left / per_step))
+
+
+def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """None: fp32. Autocast keeps fp32 master weights; only convolutions run in half precision."""
+    if cfg.precision == "fp32" or (cfg.precision == "auto" and device.type == "cpu"):
+        return None
+    bf16_gpu = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_gpu):
+        return torch.bfloat16
+    return torch.float16
+
+
+class LatentLoss:
+    """L1 / MSE / Huber on raw latents, optionally with every channel divided by its std.
+
+    A global scale of the loss does not matter to Adam, so "raw" vs "model-space" latents is
+    not a choice worth a flag; per-channel weights are (channels differ in spread).
+    """
+
+    def __init__(self, kind: str, weights: torch.Tensor | None) -> None:
+        self.kind, self.weights = kind, weights
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        pred = pred.float()
+        if self.weights is not None:
+            w = self.weights.view(1, -1, 1, 1)
+            pred, target = pred * w, target * w
+        if self.kind == "mse":
+            return F.mse_loss(pred, target)
+        if self.kind == "huber":
+            return F.smooth_l1_loss(pred, target, beta=1.0)
+        return F.l1_loss(pred, target)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 16) -> float:
+    """Mean raw L1 on held-out latents (eval mode: BatchNorm running statistics, no dropout)."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for xs, ys in zip(x.split(chunk), y.split(chunk), strict=True):
+        total += F.l1_loss(model(xs.contiguous(memory_format=torch.channels_last)).float(), ys, reduction="sum").item()
+    model.train(was_training)
+    return total / y.numel()
+
+
+def _ema_model(ema: EMA, template: InterposerV4) -> InterposerV4:
+    model = InterposerV4.from_config(template.config).to(next(template.parameters()).device)
+    model.load_state_dict(ema.shadow)
+    return model.to(memory_format=torch.channels_last)
+
+
+def data_summary(folder: str) -> dict:
+    manifest = read_manifest(folder)
+    return {
+        "images": len(manifest["train_images"]), "crops": manifest["crops"], "holdout": len(manifest["holdout"]),
+        "vaes": manifest["vaes"], "crop_px": manifest["settings"]["crop"],
+    }  # fmt: skip
+
+
+def resume_config(saved: dict, overrides: dict) -> TrainConfig:
+    """The checkpoint's configuration with the overrides a resume allows."""
+    cfg = TrainConfig.from_dict(saved)
+    changed = {k: v for k, v in TrainConfig.from_dict({**saved, **overrides}).to_dict().items() if v != saved.get(k)}
+    refused = sorted(set(changed) - RESUMABLE_CHANGES)
+    if refused:
+        raise InterposerError(
+            f"Cannot change {', '.join(refused)} when resuming (the run would no longer be the same run); "
+            f"start a new run instead. Changeable on resume: {', '.join(sorted(RESUMABLE_CHANGES))}."
+        )
+    if "steps" in changed:
+        log.warning("steps changed from %s to %s: the cosine schedule stretches from here", cfg.steps, changed["steps"])
+    return replace(cfg, **changed)
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: str | Path | None = None,
+    overrides: dict | None = None,
+    stop_at: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train (or resume) a run; return the run folder.
+
+    ``overrides`` apply on top of a resumed configuration (see ``RESUMABLE_CHANGES``);
+    ``stop_at`` ends this session after that step with a checkpoint (continue with ``resume``).
+    """
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    groups, state = (None, None)
+    if resume is not None:
+        groups, state = load_checkpoint(resume)
+        cfg = resume_config(state["config"], overrides or {})
+    if not cfg.data:
+        raise InterposerError("No training data: pass --data DIR (a folder written by `python -m training encode`).")
+    dirn = direction(cfg.src, cfg.dst)
+    run = Path(cfg.out or f"runs/{dirn.name}")
+    if resume is None and list_checkpoints(run):
+        raise InterposerError(f"{run} already has checkpoints: continue with --resume {run}, or pick another --out.")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    amp_dtype = _autocast_dtype(cfg, device)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+
+    # Data: all pairs in memory, the least-squares linear map as the reference to beat.
+    pairs = load_pairs(cfg.data, dirn)
+    if pairs is None:
+        raise InterposerError(f"{cfg.data} holds no training crops (all images skipped or held out?).")
+    src, dst = pairs
+    holdout = load_pairs(cfg.data, dirn, "holdout")
+    scale = spatial_scale(dirn.src, dirn.dst)
+    linear = fit_affine(src[:512], dst[:512], scale)
+    std_dst = dst.std(dim=(0, 2, 3))
+    std_src = src.std(dim=(0, 2, 3))
+    sampler = CropSampler(src.to(device), dst.to(device), dirn, cfg.crop, cfg.batch, flip=cfg.flip, seed=cfg.seed)
+    if holdout is not None:
+        holdout = tuple(t.to(device) for t in holdout)
+        val_linear = F.l1_loss(apply_affine(holdout[0], *[t.to(device) for t in linear], scale), holdout[1]).item()
+    else:
+        val_linear = None
+
+    run.mkdir(parents=True, exist_ok=True)
+
+    # Model(s), optimiser, EMA, loss.
+    mconf = model_config(cfg, dirn)
+    model = InterposerV4.from_config(mconf, dropout=cfg.dropout).to(device, memory_format=torch.channels_last)
+    models = {"model": model}
+    if cfg.reverse:
+        back = InterposerConfig(ch_in=mconf.ch_out, ch_out=mconf.ch_in, ch_mid=cfg.ch_mid, scale=1 / scale,
+                                blocks=cfg.blocks)  # fmt: skip
+        models["reverse"] = InterposerV4.from_config(back, dropout=cfg.dropout).to(
+            device, memory_format=torch.channels_last
+        )
+    params = [p for m in models.values() for p in m.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    ema = EMA(model, cfg.ema) if cfg.ema else None
+    normalized = cfg.loss_space == "normalized"
+    loss_dst = LatentLoss(cfg.loss, (1 / std_dst).to(device) if normalized else None)
+    loss_src = LatentLoss(cfg.loss, (1 / std_src).to(device) if normalized else None)
+
+    step, total, elapsed_before = 0, cfg.steps, 0.0
+    if groups is not None:
+        for name, m in models.items():
+            m.load_state_dict(groups[name])
+        if ema is not None:
+            ema.shadow = {k: v.to(device) for k, v in groups["ema"].items()}
+        load_optimizer(optimizer, groups.get("optim", {}), state["optimizer_groups"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        sampler.load_state_dict(restore_rng(groups["rng"], state))
+        step, elapsed_before = state["step"], state["elapsed_s"]
+        total = cfg.steps if "steps" in (overrides or {}) else state["total_steps"]
+    (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    logger = Logger(run, cfg.tensorboard, step if groups is not None else None)
+
+    def snapshot(final: bool = False) -> Path:
+        rng_tensors, rng_json = rng_state(sampler.state_dict())
+        optim, optim_groups = optimizer_tensors(optimizer)
+        tensors = {name: m.state_dict() for name, m in models.items()} | {"optim": optim, "rng": rng_tensors}
+        if ema is not None:
+            tensors["ema"] = ema.shadow
+        summary = {
+            "direction": dirn.name, "step": step, "total_steps": total, "final": final,
+            "elapsed_s": round(elapsed_before + time.perf_counter() - started, 1),
+            "val_l1": last_val.get("val_l1"), "val_l1_ema": last_val.get("val_l1_ema"), "val_l1_linear": val_linear,
+            "train_loss": round(float(np.mean(recent)), 5) if recent else None,
+            "data": data_summary(cfg.data), "params": sum(p.numel() for p in model.parameters()),
+        }  # fmt: skip
+        meta = {"config": cfg.to_dict(), "optimizer_groups": optim_groups, "scaler": scaler.state_dict(),
+                **rng_json, **summary}  # fmt: skip
+        path = save_checkpoint(checkpoint_path(run, step), tensors, meta)
+        for old in list_checkpoints(run)[: -cfg.keep_checkpoints]:
+            old.unlink()
+        (run / "summary.json").write_text(json.dumps({**summary, "checkpoint": str(path)}, indent=1))
+        return path
+
+    def validate_now() -> float:
+        t = time.perf_counter()
+        if holdout is not None:
+            last_val["val_l1"] = round(validate(model, *holdout), 5)
+            if ema is not None:
+                last_val["val_l1_ema"] = round(validate(_ema_model(ema, model), *holdout), 5)
+            lr = f"{lr_at(min(step, total - 1), cfg, total):.3e}"
+            logger.log(step=step, lr=lr, elapsed_s=round(elapsed(), 1), **last_val)
+            logger.plot(run / "loss.png", val_linear, f"{dirn.name}: {mconf.ch_mid} x {mconf.blocks} blocks")
+        return time.perf_counter() - t
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - started
+
+    last_val: dict[str, float] = {}
+    recent: list[float] = []
+    budget = TimeBudget(cfg.minutes, started) if cfg.minutes > 0 and groups is None else None
+    seconds = validate_now() if groups is None else 0.0
+    if budget is not None:
+        budget.add_overhead("eval", seconds)
+    print(
+        f"{dirn.name}: {len(src)} training crops, {0 if holdout is None else len(holdout[0])} held-out; "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters ({mconf.ch_mid} x {mconf.blocks} blocks) on "
+        f"{device}, {'fp32' if amp_dtype is None else str(amp_dtype).removeprefix('torch.')}; "
+        + (f"linear map val l1 {val_linear:.4f}" if val_linear is not None else "no held-out data")
+    )
+    bar = tqdm(total=total, initial=step, desc=dirn.name, unit="step", disable=not progress, dynamic_ncols=True)
+    saved_at = -1
+    for m in models.values():
+        m.train()
+    while step < total:
+        lr = lr_at(step, cfg, total)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = sampler.sample()
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = y.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            pred = model(x)
+            loss = loss_dst(pred, y)
+            if cfg.reverse:
+                back = models["reverse"]
+                x_back = back(y)
+                loss = loss + loss_src(x_back, x)
+                if cfg.roundtrip_weight:
+                    loss = loss + cfg.roundtrip_weight * (loss_src(back(pred), x) + loss_dst(model(x_back), y))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        if ema is not None:
+            ema.update(model, step)
+        step += 1
+
+        if step % cfg.log_every == 0 or step == total:
+            value = loss.item()
+            if not math.isfinite(value):
+                raise InterposerError(f"Loss became {value} at step {step}: lower lr, or use precision fp32.")
+            recent = ([*recent, value])[-50:]
+            logger.log(step=step, lr=f"{lr:.3e}", loss=round(value, 5), elapsed_s=round(elapsed(), 1))
+            bar.set_postfix(loss=f"{np.mean(recent):.4f}", lr=f"{lr:.1e}", **{k: v for k, v in last_val.items()})
+        if budget is not None and total != (new_total := budget.total(step, total, cfg)):
+            what = "out of time, ending the run here" if new_total == step else f"{new_total} steps in all"
+            bar.write(f"--minutes {cfg.minutes:g}: {what}")
+            total = bar.total = new_total
+        if step % cfg.eval_every == 0 or step == total:
+            seconds = validate_now()
+            if budget is not None:
+                budget.add_overhead("eval", seconds)
+        if step % cfg.checkpoint_every == 0 or step in (total, stop_at):
+            seconds = time.perf_counter()
+            snapshot(final=step == total)
+            saved_at = step
+            if budget is not None:
+                budget.add_overhead("checkpoint", time.perf_counter() - seconds)
+        bar.update(1)
+        if step == stop_at:
+            break
+    bar.close()
+    if saved_at != step:  # resumed at the end: nothing new to save, keep the summary current
+        snapshot(final=True)
+    logger.close()
+    final = json.loads((run / "summary.json").read_text())
+    if step < total:
+        print(f"stopped at step {step} of {total}; continue with: python -m training train --resume {run}")
+        return run
+    print(
+        f"done: {step} steps in {final['elapsed_s']:.0f} s; val l1 {final['val_l1']} (ema {final['val_l1_ema']}), "
+        f"linear map {val_linear if val_linear is None else round(val_linear, 5)}.\n"
+        f"Evaluate: python -m training eval {run} --data {cfg.data}\n"
+        f"Export:   python -m training export {run} --tag my-tag --out-dir models/LatentInterposer"
+    )
+    return run
