@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic_files import save_safetensors
 from .errors import InvalidLatentsError
 
 COMFY_KEY = "latent_tensor"
@@ -68,17 +69,9 @@ def read_latents(path: str | os.PathLike, *, raw: bool | None = None, key: str |
 
 def write_latents(path: str | os.PathLike, tensor: torch.Tensor, like: LatentFile, metadata: dict[str, str]) -> Path:
     """Write in the same kind as ``like`` (ComfyUI ``.latent`` or one-tensor safetensors), atomically."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
     tensor = tensor.detach().contiguous().cpu()
     if like.comfy:
         tensors = {COMFY_KEY: tensor.float(), COMFY_MARKER: torch.tensor([])}
     else:
         tensors = {like.key: tensor}
-    meta = {**like.metadata, **metadata}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+    return save_safetensors(path, tensors, {**like.metadata, **metadata})

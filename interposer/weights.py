@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic_files import save_safetensors
 from .directions import HUB_REPO_ID, HUB_REVISION, HUB_SUBFOLDER, WEIGHTS_VERSION, Direction, published_list
 from .errors import CorruptWeightsError, InterposerError, WeightsNotFoundError, require
 from .model import InterposerConfig, expected_state_dict_shapes
@@ -311,15 +312,10 @@ def save_weights(
     metadata: dict[str, str] | None = None,
 ) -> Path:
     """Write a weights file that :func:`load_weights` reads back unchanged (atomically)."""
-    save_file = require("safetensors.torch", "safetensors").save_file
+    require("safetensors.torch", "safetensors")  # a clear message if it is missing
     path = Path(path)
     meta = {"format": FORMAT_NAME, "constructor": json.dumps(config.to_dict())}
     if direction is not None:
         meta.update(src=direction.src.name, dst=direction.dst.name)
     meta.update(metadata or {})
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+    return save_safetensors(path, state_dict, meta)

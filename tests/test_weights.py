@@ -178,3 +178,18 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_weights(target, InterposerV4().state_dict(), InterposerConfig())
     assert target.read_bytes() == b"previous"
+    assert not list(tmp_path.glob("*.tmp")), "a failed write must not leave its temporary file behind"
+
+
+def test_saved_files_honour_the_umask_not_safetensors_0600(tmp_path):
+    """safetensors creates 0600 files; a webui running as another user must still read exported weights."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = save_weights(tmp_path / "w.safetensors", InterposerV4().state_dict(), InterposerConfig())
+    finally:
+        os.umask(old)
+    if os.name == "posix":
+        assert path.stat().st_mode & 0o777 == 0o644
+    assert load_weights(path, XL_V1).config == InterposerConfig()

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from interposer.atomic_files import save_safetensors
 from interposer.errors import InterposerError
 from interposer.safetensors_header import read_safetensors_header
-
-from .encode import save_tensors_atomic
 
 CHECKPOINT_FORMAT = "interposer-training-checkpoint"
 CHECKPOINT_DIR = "checkpoints"
@@ -66,7 +65,7 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
 def save_checkpoint(path: Path, tensors: dict[str, dict[str, torch.Tensor]], state: dict) -> Path:
     flat = {f"{group}.{key}": value.detach().cpu() for group, part in tensors.items() for key, value in part.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_tensors_atomic(path, flat, {"format": CHECKPOINT_FORMAT, "state": json.dumps(state)})
+    save_safetensors(path, flat, {"format": CHECKPOINT_FORMAT, "state": json.dumps(state)})
     return path
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from interposer.atomic_files import save_safetensors, write_text
 from interposer.errors import InterposerError
 from interposer.images import list_images, load_image
 
@@ -55,20 +56,6 @@ class EncodeSettings:
     holdout: int = 0  # images kept out of training for eval (seeded pick)
     holdout_crops: int = 2
     seed: int = 0
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
 
 
 def read_manifest(folder: str | os.PathLike) -> dict:
@@ -180,16 +167,16 @@ def encode_folder(
             "holdout": pick_holdout([p.name for p in paths], settings.holdout, settings.seed),
             "train_images": [], "skipped": {}, "shards": [], "crops": 0, "holdout_file": None,
         }  # fmt: skip
-        write_json_atomic(out / MANIFEST, manifest)
+        write_text(out / MANIFEST, json.dumps(manifest, indent=1))
 
     holdout = set(manifest["holdout"])
     if holdout and manifest["holdout_file"] is None:
         tensors = _encode_images([p for p in paths if p.name in holdout], vaes, settings, settings.holdout_crops,
                                  batch, manifest, progress=False)  # fmt: skip
         if tensors:
-            save_tensors_atomic(out / HOLDOUT_FILE, tensors)
+            save_safetensors(out / HOLDOUT_FILE, tensors)
             manifest["holdout_file"] = HOLDOUT_FILE
-        write_json_atomic(out / MANIFEST, manifest)
+        write_text(out / MANIFEST, json.dumps(manifest, indent=1))
 
     done = set(manifest["train_images"]) | set(manifest["skipped"]) | holdout
     todo = [p for p in paths if p.name not in done]
@@ -200,11 +187,11 @@ def encode_folder(
         tensors = _encode_images(group, vaes, settings, settings.crops_per_image, batch, manifest, bar=bar)
         if tensors:
             name = f"train-{len(manifest['shards']):05d}.safetensors"
-            save_tensors_atomic(out / name, tensors)
+            save_safetensors(out / name, tensors)
             count = len(tensors["image"])
             manifest["shards"].append({"file": name, "crops": count, "first_image": first_index})
             manifest["crops"] += count
-        write_json_atomic(out / MANIFEST, manifest)
+        write_text(out / MANIFEST, json.dumps(manifest, indent=1))
     bar.close()
     return manifest
 
