@@ -52,6 +52,16 @@ class CompVisSampler(sd_samplers_common.Sampler):
         timesteps = np.clip(np.arange(0, 1000, 1000 // steps) + 1, 0, 999)
         return torch.from_numpy(timesteps).to(torch.long)
 
+    @staticmethod
+    def _extra_args(p, conditioning, unconditional_conditioning, image_conditioning):
+        return {
+            "cond": conditioning,
+            "image_cond": image_conditioning,
+            "uncond": unconditional_conditioning,
+            "cond_scale": p.cfg_scale,
+            "s_min_uncond": 0.0,
+        }
+
     def _kwargs(self, is_img2img):
         if self.funcname == "ddim":
             return {"eta": self.eta}
@@ -62,13 +72,7 @@ class CompVisSampler(sd_samplers_common.Sampler):
         timesteps = self.get_timesteps(p, steps)
         self.initialize(p)
         self.last_latent = x
-        self.sampler_extra_args = {
-            "cond": conditioning,
-            "image_cond": image_conditioning,
-            "uncond": unconditional_conditioning,
-            "cond_scale": p.cfg_scale,
-            "s_min_uncond": 0.0,
-        }
+        self.sampler_extra_args = self._extra_args(p, conditioning, unconditional_conditioning, image_conditioning)
         kwargs = self._kwargs(False)
         return self.launch_sampling(
             steps,
@@ -95,13 +99,7 @@ class CompVisSampler(sd_samplers_common.Sampler):
         self.initialize(p)
         self.model_wrap_cfg.init_latent = x
         self.last_latent = x
-        self.sampler_extra_args = {
-            "cond": conditioning,
-            "image_cond": image_conditioning,
-            "uncond": unconditional_conditioning,
-            "cond_scale": p.cfg_scale,
-            "s_min_uncond": 0.0,
-        }
+        self.sampler_extra_args = self._extra_args(p, conditioning, unconditional_conditioning, image_conditioning)
         kwargs = self._kwargs(True)
         return self.launch_sampling(
             t_enc + 1,
