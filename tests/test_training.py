@@ -123,6 +123,34 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(run, data, tmp_pa
     ]
 
 
+def test_ctrl_c_saves_the_current_step_and_resume_is_exact(run, data, tmp_path, monkeypatch, capsys):
+    """Ctrl-C mid-run: the step finishes, a checkpoint is written at it, and --resume ends bit-identical."""
+    import signal
+
+    calls = {"n": 0}
+    original = CropSampler.sample
+
+    def sample_and_press_ctrl_c_at_step_4(self):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            signal.raise_signal(signal.SIGINT)
+        return original(self)
+
+    monkeypatch.setattr(CropSampler, "sample", sample_and_press_ctrl_c_at_step_4)
+    out = tmp_path / "r"
+    args = ["train", "--preset", "tiny", "--data", str(data), "--out", str(out), "--set", "ema=0.9", "-q"]
+    assert main(args) == 130
+    assert f"--resume {out}" in capsys.readouterr().err
+    assert load_checkpoint(out)[1]["step"] == 4  # not the last periodic checkpoint (none before step 6)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.setattr(CropSampler, "sample", original)
+    assert main(["train", "--resume", str(out), "-q"]) == 0
+    whole, resumed = load_checkpoint(run)[0], load_checkpoint(out)[0]
+    for group, tensors in whole.items():
+        for key, value in tensors.items():
+            assert torch.equal(value, resumed[group][key]), f"{group}.{key} differs after Ctrl-C and resume"
+
+
 def test_run_folder_has_log_plot_and_summary(run):
     assert {p.name for p in (run / "checkpoints").iterdir()} == {"step-0000006.safetensors", "step-0000012.safetensors"}
     header, *rows = (run / "log.csv").read_text().splitlines()

@@ -110,7 +110,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         train(cfg, resume=args.resume, overrides=overrides, stop_at=args.stop_at, progress=not args.quiet)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: python -m training train --resume {cfg.out or 'RUN'}", file=sys.stderr)
+        run = cfg.out or f"runs/{cfg.src}-to-{cfg.dst}"
+        print(f"\ninterrupted; continue with: python -m training train --resume {run}", file=sys.stderr)
         return 130
     return 0
 

@@ -20,6 +20,8 @@ import json
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -212,6 +214,30 @@ def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | Non
     if cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_gpu):
         return torch.bfloat16
     return torch.float16
+
+
+class StopRequest:
+    """Ctrl-C during training finishes the current step and saves a checkpoint, so ``--resume``
+    continues exactly; a second Ctrl-C aborts at once. Only the main thread can own signals."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: saving a checkpoint after this step (press again to abort without it)", flush=True)
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 class LatentLoss:
@@ -414,61 +440,67 @@ def train(
     saved_at = -1
     for m in models.values():
         m.train()
-    while step < total:
-        lr = lr_at(step, cfg, total)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y = sampler.sample()
-        x = x.contiguous(memory_format=torch.channels_last)
-        y = y.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            pred = model(x)
-            loss = loss_dst(pred, y)
-            if cfg.reverse:
-                back = models["reverse"]
-                x_back = back(y)
-                loss = loss + loss_src(x_back, x)
-                if cfg.roundtrip_weight:
-                    loss = loss + cfg.roundtrip_weight * (loss_src(back(pred), x) + loss_dst(model(x_back), y))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        if ema is not None:
-            ema.update(model, step)
-        step += 1
+    with StopRequest() as stop:
+        while step < total:
+            lr = lr_at(step, cfg, total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = sampler.sample()
+            x = x.contiguous(memory_format=torch.channels_last)
+            y = y.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                pred = model(x)
+                loss = loss_dst(pred, y)
+                if cfg.reverse:
+                    back = models["reverse"]
+                    x_back = back(y)
+                    loss = loss + loss_src(x_back, x)
+                    if cfg.roundtrip_weight:
+                        loss = loss + cfg.roundtrip_weight * (loss_src(back(pred), x) + loss_dst(model(x_back), y))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            if ema is not None:
+                ema.update(model, step)
+            step += 1
 
-        if step % cfg.log_every == 0 or step == total:
-            value = loss.item()
-            if not math.isfinite(value):
-                raise InterposerError(f"Loss became {value} at step {step}: lower lr, or use precision fp32.")
-            recent = ([*recent, value])[-50:]
-            logger.log(step=step, lr=f"{lr:.3e}", loss=round(value, 5), elapsed_s=round(elapsed(), 1))
-            bar.set_postfix(loss=f"{np.mean(recent):.4f}", lr=f"{lr:.1e}", **{k: v for k, v in last_val.items()})
-        if budget is not None and total != (new_total := budget.total(step, total, cfg)):
-            what = "out of time, ending the run here" if new_total == step else f"{new_total} steps in all"
-            bar.write(f"--minutes {cfg.minutes:g}: {what}")
-            total = bar.total = new_total
-        if step % cfg.eval_every == 0 or step == total:
-            seconds = validate_now()
-            if budget is not None:
-                budget.add_overhead("eval", seconds)
-        if step % cfg.checkpoint_every == 0 or step in (total, stop_at):
-            seconds = time.perf_counter()
-            snapshot(final=step == total)
-            saved_at = step
-            if budget is not None:
-                budget.add_overhead("checkpoint", time.perf_counter() - seconds)
-        bar.update(1)
-        if step == stop_at:
-            break
+            if step % cfg.log_every == 0 or step == total:
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise InterposerError(f"Loss became {value} at step {step}: lower lr, or use precision fp32.")
+                recent = ([*recent, value])[-50:]
+                logger.log(step=step, lr=f"{lr:.3e}", loss=round(value, 5), elapsed_s=round(elapsed(), 1))
+                bar.set_postfix(loss=f"{np.mean(recent):.4f}", lr=f"{lr:.1e}", **{k: v for k, v in last_val.items()})
+            if budget is not None and total != (new_total := budget.total(step, total, cfg)):
+                what = "out of time, ending the run here" if new_total == step else f"{new_total} steps in all"
+                bar.write(f"--minutes {cfg.minutes:g}: {what}")
+                total = bar.total = new_total
+            if step % cfg.eval_every == 0 or step == total:
+                seconds = validate_now()
+                if budget is not None:
+                    budget.add_overhead("eval", seconds)
+            if step % cfg.checkpoint_every == 0 or step in (total, stop_at):
+                seconds = time.perf_counter()
+                snapshot(final=step == total)
+                saved_at = step
+                if budget is not None:
+                    budget.add_overhead("checkpoint", time.perf_counter() - seconds)
+            bar.update(1)
+            if stop.requested and saved_at != step:
+                snapshot()
+                saved_at = step
+            if step == stop_at or stop.requested:
+                break
     bar.close()
     if saved_at != step:  # resumed at the end: nothing new to save, keep the summary current
         snapshot(final=True)
     logger.close()
+    if stop.requested and step < total:
+        raise KeyboardInterrupt  # after the checkpoint; the command line says how to resume
     final = json.loads((run / "summary.json").read_text())
     if step < total:
         print(f"stopped at step {step} of {total}; continue with: python -m training train --resume {run}")
