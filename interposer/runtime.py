@@ -14,6 +14,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
@@ -21,7 +22,7 @@ from .directions import Direction
 from .directions import direction as parse_direction
 from .errors import InvalidLatentsError, UnsupportedPrecisionError
 from .model import InterposerV4
-from .weights import LoadedWeights, WeightsQuery, resolve_and_load
+from .weights import LoadedWeights, WeightsQuery, find_local, resolve_and_load
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +100,36 @@ def _no_autocast(device: torch.device):
         return contextlib.nullcontext()
 
 
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime, size) of a file, None if it is gone: enough to notice a replaced file."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _still_current(loaded: LoadedWeights, stamp: tuple | None, direction: Direction, query: WeightsQuery) -> bool:
+    if stamp is None or _file_stamp(loaded.path) != stamp:
+        return False
+    if query.path:
+        return True
+    local = find_local(direction, query.folders, query.version)
+    return local is None or local == loaded.path
+
+
 class ModelCache:
     """Thread-safe cache: weights per (direction, query), models per (file, device, dtype).
 
-    Resolution is cached too, because asking the hub whether a file changed costs a request.
+    Resolution is cached too, because asking the hub whether a file changed costs a request. A few
+    ``stat`` calls per conversion keep the cache honest without one: a file that was replaced or
+    removed since it was loaded, or a local file that now takes precedence (a freshly exported
+    model dropped into the weights folder), is picked up without restarting the webui.
     """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._weights: dict[tuple, LoadedWeights] = {}
+        self._weights: dict[tuple, tuple[LoadedWeights, tuple | None]] = {}
         self._models: dict[tuple, InterposerV4] = {}
         self.loads = 0  # number of files read from disk (tests check "loaded once")
 
@@ -115,13 +137,18 @@ class ModelCache:
         key = (direction.name, query.path, tuple(query.folders), query.allow_download, query.download_dir,
                query.cache_dir, query.revision, query.repo_id, query.version)  # fmt: skip
         with self._lock:
-            if key not in self._weights:
-                self._weights[key] = resolve_and_load(direction, query)
+            cached = self._weights.get(key)
+            if cached is not None and not _still_current(*cached, direction, query):
+                self._forget_models(cached[0].path)
+                cached = None
+            if cached is None:
+                loaded = resolve_and_load(direction, query)
+                cached = self._weights[key] = (loaded, _file_stamp(loaded.path))
                 self.loads += 1
-            return self._weights[key]
+            return cached[0]
 
     def model(self, weights: LoadedWeights, device: torch.device, dtype: torch.dtype) -> InterposerV4:
-        key = (str(weights.path), weights.path.stat().st_mtime_ns if weights.path.exists() else 0, str(device), dtype)
+        key = (str(weights.path), _file_stamp(weights.path), str(device), dtype)
         with self._lock:
             model = self._models.get(key)
             if model is None:
@@ -130,6 +157,10 @@ class ModelCache:
                 model = model.eval().requires_grad_(False).to(device=device, dtype=dtype)
                 self._models[key] = model
             return model
+
+    def _forget_models(self, path: Path) -> None:
+        for key in [k for k in self._models if k[0] == str(path)]:
+            del self._models[key]
 
     def clear(self) -> None:
         with self._lock:

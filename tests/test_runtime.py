@@ -109,6 +109,42 @@ def test_model_is_loaded_once_per_file_and_shared_between_threads():
     assert cache.loads == 1 and len(cache._models) == 2  # one file, two precisions
 
 
+def test_cache_notices_replaced_files_and_a_new_local_file_that_takes_precedence(tmp_path):
+    """Exporting a trained model into the weights folder takes effect at the next conversion, no restart."""
+    import os
+
+    from interposer.model import InterposerV4
+
+    xl_v1 = direction("xl-to-v1")
+    config = InterposerConfig(ch_mid=8, blocks=1)
+
+    def write(path, seed):
+        torch.manual_seed(seed)
+        save_weights(path, InterposerV4.from_config(config).state_dict(), config, direction=xl_v1)
+
+    write(tmp_path / "v4.0" / xl_v1.filename(), seed=1)  # the layout downloads leave
+    cache = ModelCache()
+    converter = Converter(weights=WeightsQuery(folders=[str(tmp_path)], allow_download=False), cache=cache,
+                          device="cpu", precision="fp32")  # fmt: skip
+    x = IO["input"]
+    first = converter.convert(x, "xl", "v1", scaled=False)
+    assert torch.equal(converter.convert(x, "xl", "v1", scaled=False), first) and cache.loads == 1
+
+    write(tmp_path / xl_v1.filename(), seed=2)  # an exported file at the top level wins over v4.0/
+    second = converter.convert(x, "xl", "v1", scaled=False)
+    assert cache.loads == 2 and not torch.equal(second, first)
+
+    write(tmp_path / xl_v1.filename(), seed=3)  # replaced in place
+    stat = (tmp_path / xl_v1.filename()).stat()
+    os.utime(tmp_path / xl_v1.filename(), ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    third = converter.convert(x, "xl", "v1", scaled=False)
+    assert cache.loads == 3 and not torch.equal(third, second)
+    assert len(cache._models) == 1  # models of replaced files are dropped
+
+    (tmp_path / xl_v1.filename()).unlink()  # removed: back to the v4.0/ file
+    assert torch.equal(converter.convert(x, "xl", "v1", scaled=False), first) and cache.loads == 4
+
+
 def test_chunked_batches_equal_one_pass():
     x = torch.randn(5, 4, 16, 16)
     whole = _converter(device="cpu").convert(x, "xl", "v1")
