@@ -63,8 +63,7 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
 
 
 def save_checkpoint(path: Path, tensors: dict[str, dict[str, torch.Tensor]], state: dict) -> Path:
-    flat = {f"{group}.{key}": value.detach().cpu() for group, part in tensors.items() for key, value in part.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    flat = {f"{group}.{key}": value for group, part in tensors.items() for key, value in part.items()}
     save_safetensors(path, flat, {"format": CHECKPOINT_FORMAT, "state": json.dumps(state)})
     return path
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from interposer.atomic_files import write_text
 from interposer.directions import Direction, direction
 from interposer.errors import InterposerError
 from interposer.images import labelled_grid, list_images, load_image, psnr
@@ -199,8 +200,8 @@ def evaluate(
         "linear_fit": "least squares on the training latents" if linear is not None else None,
         "images": len(rows), "skipped": skipped, "mean": mean, "per_image": rows,
     }  # fmt: skip
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    (out / "report.md").write_text(markdown(report))
+    write_text(out / "report.json", json.dumps(report, indent=1))
+    write_text(out / "report.md", markdown(report))
     _stack(grid_rows, out / "grid.png")
     for row_file in grid_rows:
         row_file.unlink()

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from interposer.atomic_files import write_text
 from interposer.directions import Direction, direction
 from interposer.errors import InterposerError
 from interposer.linear import apply_affine, fit_affine
@@ -386,7 +387,7 @@ def train(
         sampler.load_state_dict(restore_rng(groups["rng"], state))
         step, elapsed_before = state["step"], state["elapsed_s"]
         total = cfg.steps if "steps" in (overrides or {}) else state["total_steps"]
-    (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    write_text(run / "config.json", json.dumps(cfg.to_dict(), indent=1))
     logger = Logger(run, cfg.tensorboard, step if groups is not None else None)
 
     def snapshot(final: bool = False) -> Path:
@@ -407,7 +408,7 @@ def train(
         path = save_checkpoint(checkpoint_path(run, step), tensors, meta)
         for old in list_checkpoints(run)[: -cfg.keep_checkpoints]:
             old.unlink()
-        (run / "summary.json").write_text(json.dumps({**summary, "checkpoint": str(path)}, indent=1))
+        write_text(run / "summary.json", json.dumps({**summary, "checkpoint": str(path)}, indent=1))
         return path
 
     def validate_now() -> float:
