@@ -48,13 +48,15 @@ def weights_folder(settings: dict) -> str:
 
 def prefetch(folder: str, settings: dict) -> None:
     sys.path.insert(0, EXTENSION_DIR)
-    from interposer.directions import direction
+    from interposer.directions import HUB_REPO_ID, HUB_SUBFOLDER, direction
     from interposer.errors import InterposerError
     from interposer.safetensors_header import read_safetensors_header
 
     wanted = [direction(name) for name in PREFETCH]
     missing = [
-        d for d in wanted if not any(os.path.isfile(os.path.join(folder, sub, d.filename())) for sub in ("", "v4.0"))
+        d
+        for d in wanted
+        if not any(os.path.isfile(os.path.join(folder, sub, d.filename())) for sub in ("", HUB_SUBFOLDER))
     ]
     if not missing or settings.get("latent_interposer_allow_download") is False:
         return  # all there (or the user keeps weights by hand): stay silent
@@ -65,7 +67,7 @@ def prefetch(folder: str, settings: dict) -> None:
         failed = missing
     for dirn in [] if failed else missing:
         try:
-            path = hf_hub_download("city96/SD-Latent-Interposer", dirn.filename(), subfolder="v4.0",
+            path = hf_hub_download(HUB_REPO_ID, dirn.filename(), subfolder=HUB_SUBFOLDER,
                                    local_dir=folder, etag_timeout=5)  # fmt: skip
         except Exception:  # offline or hub unreachable: said once, below
             failed.append(dirn)
@@ -82,7 +84,7 @@ def prefetch(folder: str, settings: dict) -> None:
         names = ", ".join(d.filename() for d in failed)
         print(
             f"Latent Interposer: could not download {names} (offline?). Generation with the interposer needs them: "
-            f"put them in {folder} (or {os.path.join(folder, 'v4.0')}); get them from "
+            f"put them in {folder} (or {os.path.join(folder, HUB_SUBFOLDER)}); get them from "
             f"{failed[0].hub_url()} (and the same folder for the others), or enable downloads and restart "
             "when online."
         )

@@ -191,6 +191,16 @@ def test_explicit_direction_is_not_applied_when_both_passes_share_a_family(webui
     assert any("explicit xl-to-v1 is not applied" in line for line in webui.console)
 
 
+def test_explicit_direction_that_contradicts_the_checkpoints_is_used_and_said(webui):
+    """The user's explicit choice wins over the detected families, with one console line saying so."""
+    values = [True, "v1-to-xl", "From settings", "From settings"]
+    webui.generate(TITLE, values=values)
+    assert webui.last_p.extra_generation_params["Latent interposer"].startswith("v1-to-xl, ")
+    said = [line for line in webui.console if "look like xl-to-v1" in line]
+    assert len(said) == 1 and "v1-to-xl is used as chosen" in said[0]
+    assert any("hires: v1-to-xl" in line for line in webui.console)
+
+
 def test_disabled_checkbox_runs_the_plain_generation(webui):
     webui.generate(TITLE, values=[False, "From settings", "From settings", "From settings"])
     assert "Latent interposer" not in webui.last_p.extra_generation_params

@@ -144,15 +144,8 @@ class Generation:
             if source is not None and target is not None and source.name == target.name:
                 self.say_once("same", f"both passes are {source.label}: the explicit {chosen.name} is not applied.")
                 return None
-            if (
-                source is not None
-                and target is not None
-                and (source.name, target.name)
-                != (
-                    chosen.src.name,
-                    chosen.dst.name,
-                )
-            ):
+            looks_like = (source.name, target.name) if source is not None and target is not None else None
+            if looks_like is not None and looks_like != (chosen.src.name, chosen.dst.name):
                 self.say_once(
                     "mismatch",
                     f"the checkpoints look like {source.name}-to-{target.name}, but the explicit direction "
