@@ -35,6 +35,7 @@ from interposer.directions import Direction, direction
 from interposer.errors import InterposerError
 from interposer.linear import apply_affine, fit_affine
 from interposer.model import InterposerConfig, InterposerV4
+from interposer.runtime import pick_device
 from interposer.spaces import spatial_scale
 
 from .checkpoint import (
@@ -50,7 +51,6 @@ from .checkpoint import (
 from .config import TrainConfig
 from .data import CropSampler, load_pairs
 from .encode import read_manifest
-from .vaes import pick_device
 
 log = logging.getLogger(__name__)
 

@@ -29,14 +29,14 @@ from pathlib import Path
 
 import torch
 
+from interposer import runtime
 from interposer.errors import InterposerError, require
 from interposer.spaces import LatentSpace, get_space
 from interposer.taesd import TAESD_NAMES, find_in_folder, load_tiny_vae
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = runtime.PRECISIONS
 
 # diffusers AutoencoderKL configs of each family's VAE, so a single file loads without fetching a
 # config from the hub (the architectures are public: SD1/SD2 and SDXL share one, SD3 and FLUX.1 another).
@@ -61,27 +61,12 @@ FAMILY_VAE_CONFIGS: dict[str, dict] = {
 }  # fmt: skip
 
 
-def pick_device(choice: str = "auto") -> torch.device:
-    """``auto``: CUDA if present, else MPS, else the CPU."""
-    choice = (choice or "auto").lower()
-    if choice != "auto":
-        return torch.device(choice)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    return torch.device("mps" if mps and mps.is_available() else "cpu")
-
-
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """``auto``: fp32 on the CPU (exact data), bf16 on a GPU that has it, else fp16."""
-    precision = (precision or "auto").lower()
-    if precision not in PRECISIONS:
-        raise InterposerError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
-    if precision != "auto":
-        return _DTYPES[precision]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float16 if device.type == "mps" else torch.float32
+    """``auto``: bf16 on a GPU that has it (fp32's range: SDXL's VAE cannot overflow), otherwise the
+    runtime's choice (fp16 on a GPU, fp32 on the CPU); explicit choices are checked by the runtime."""
+    if (precision or "auto").strip().lower() == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return runtime.pick_dtype(precision, device)
 
 
 class VAE:
@@ -202,7 +187,7 @@ def load_vae(
     Loaded VAEs are cached per arguments (a process that encodes and evaluates loads each once).
     """
     space = get_space(family)
-    device = device if isinstance(device, torch.device) else pick_device(device)
+    device = device if isinstance(device, torch.device) else runtime.pick_device(device)
     dtype = pick_dtype(precision, device)
     spec = (spec or "taesd").strip()
     path = Path(spec).expanduser()
