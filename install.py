@@ -47,46 +47,58 @@ def weights_folder(settings: dict) -> str:
 
 
 def prefetch(folder: str, settings: dict) -> None:
+    """Fetch the interposer and upscaler files the webui uses by default, if any is missing.
+
+    One quick request (short timeout, no retries, see ``interposer.hub``) decides whether the hub can
+    be reached at all; offline, the webui starts after a few seconds with one paragraph that says
+    where the files go and where to get them.
+    """
     sys.path.insert(0, EXTENSION_DIR)
-    from interposer.directions import HUB_REPO_ID, HUB_SUBFOLDER, direction
+    from interposer import hub
+    from interposer.directions import direction
     from interposer.errors import InterposerError
     from interposer.safetensors_header import read_safetensors_header
+    from interposer.upscalers import published_upscalers
 
-    wanted = [direction(name) for name in PREFETCH]
+    wanted = [direction(name) for name in PREFETCH] + [u for u in published_upscalers() if u.space.name in ("v1", "xl")]
     missing = [
-        d
-        for d in wanted
-        if not any(os.path.isfile(os.path.join(folder, sub, d.filename())) for sub in ("", HUB_SUBFOLDER))
+        spec
+        for spec in wanted
+        if not any(os.path.isfile(os.path.join(folder, sub, spec.filename())) for sub in ("", spec.default_version))
     ]
-    if not missing or settings.get("latent_interposer_allow_download") is False:
+    downloads_on = settings.get("latent_interposer_allow_download") is not False
+    if not missing or not downloads_on:
         return  # all there (or the user keeps weights by hand): stay silent
-    failed = []
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError:
-        failed = missing
-    for dirn in [] if failed else missing:
+    failed, reason = [], ""
+    for spec in missing:
+        if reason:  # the hub was unreachable once: do not ask again for every file
+            failed.append(spec)
+            continue
         try:
-            path = hf_hub_download(HUB_REPO_ID, dirn.filename(), subfolder=HUB_SUBFOLDER,
-                                   local_dir=folder, etag_timeout=5)  # fmt: skip
-        except Exception:  # offline or hub unreachable: said once, below
-            failed.append(dirn)
+            path = str(hub.download(spec.hub_file(), local_dir=folder))
+        except InterposerError as exc:  # offline, blocked, or missing on the hub: said once, below
+            failed.append(spec)
+            reason = str(exc) if isinstance(exc, hub.HubUnreachableError) else ""
             continue
         try:
             read_safetensors_header(path)
         except InterposerError as exc:
             os.replace(path, path + ".corrupt")  # never leave a broken file under the name we look for
             print(f"Latent Interposer: {exc} Renamed it to {path}.corrupt.")
-            failed.append(dirn)
+            failed.append(spec)
             continue
-        print(f"Latent Interposer: downloaded {dirn.filename()} to {os.path.dirname(path)}")
+        print(f"Latent Interposer: downloaded {spec.filename()} to {os.path.dirname(path)}")
     if failed:
-        names = ", ".join(d.filename() for d in failed)
+        names = ", ".join(spec.filename() for spec in failed)
+        why = f" ({reason})" if reason else ""
+        sources = {}
+        for spec in failed:  # one example URL per hub repository
+            sources.setdefault(spec.hub_repo_id, spec.hub_url())
         print(
-            f"Latent Interposer: could not download {names} (offline?). Generation with the interposer needs them: "
-            f"put them in {folder} (or {os.path.join(folder, HUB_SUBFOLDER)}); get them from "
-            f"{failed[0].hub_url()} (and the same folder for the others), or enable downloads and restart "
-            "when online."
+            f"Latent Interposer: could not download {names}{why}. Generation with the interposer or the "
+            f"'Latent (NN)' hires upscaler needs them: put them in {folder} (interposers may also go in "
+            f"{os.path.join(folder, 'v4.0')}); get them from {' and '.join(sources.values())} (the others "
+            f"sit next to them). {hub.MIRROR_HINT} The webui starts anyway and tries again at the next start."
         )
 
 

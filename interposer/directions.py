@@ -2,16 +2,22 @@
 
 A direction is a (source space, target space) pair written ``src-to-dst``, like the
 published files: ``{src}-to-{dst}_interposer-v4.0.safetensors`` in the ``v4.0`` folder of
-the Hugging Face repository ``city96/SD-Latent-Interposer``.
+the Hugging Face repository ``city96/SD-Latent-Interposer``. A direction with a ``factor``
+(``xl-to-v1-x2.0``) names a trained one-network convert-and-upscale model in the same layout.
+
+A :class:`Direction` is one kind of *weights spec* (the other is
+:class:`interposer.upscalers.UpscalerSpec`): everything the weights lookup needs to know about
+the file it looks for, so that both model kinds share one resolution, cache and validation path.
 """
 
 from __future__ import annotations
 
-import os
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from .errors import UnknownDirectionError
+from .hub import HubFile
 from .spaces import LatentSpace, get_space, spatial_scale
 
 if TYPE_CHECKING:
@@ -39,20 +45,41 @@ PUBLISHED: tuple[tuple[str, str], ...] = (
 )
 
 
+def factor_text(factor: float) -> str:
+    """``1.25``, ``1.5``, ``2.0``: factors written as in the published upscaler file names."""
+    return repr(float(factor))
+
+
 @dataclass(frozen=True)
 class Direction:
-    """A source and a target latent space."""
+    """A source and a target latent space (and, for a one-network convert-and-upscale model, a factor)."""
 
     src: LatentSpace
     dst: LatentSpace
+    factor: float = 1.0
+
+    kind: ClassVar[str] = "interposer"
+    label: ClassVar[str] = "Interposer weights"
+    hub_repo_id: ClassVar[str] = HUB_REPO_ID
+    hub_subfolder: ClassVar[str] = HUB_SUBFOLDER
+    default_version: ClassVar[str] = WEIGHTS_VERSION
 
     @property
     def name(self) -> str:
-        return f"{self.src.name}-to-{self.dst.name}"
+        base = f"{self.src.name}-to-{self.dst.name}"
+        return base if self.factor == 1.0 else f"{base}-x{factor_text(self.factor)}"
 
     @property
     def is_published(self) -> bool:
-        return (self.src.name, self.dst.name) in PUBLISHED
+        return self.factor == 1.0 and (self.src.name, self.dst.name) in PUBLISHED
+
+    @property
+    def in_space(self) -> LatentSpace:
+        return self.src
+
+    @property
+    def out_space(self) -> LatentSpace:
+        return self.dst
 
     def default_config(self) -> InterposerConfig:
         """Constructor arguments of the published layout for this pair of spaces."""
@@ -62,27 +89,35 @@ class Direction:
             ch_in=self.src.channels,
             ch_out=self.dst.channels,
             ch_mid=64,
-            scale=spatial_scale(self.src, self.dst),
+            scale=spatial_scale(self.src, self.dst) * self.factor,
             blocks=12,
         )
 
     def filename(self, version: str = WEIGHTS_VERSION) -> str:
         return f"{self.name}_interposer-{version}.safetensors"
 
-    def hub_url(self, revision: str = HUB_REVISION, repo_id: str = HUB_REPO_ID, subfolder: str = HUB_SUBFOLDER) -> str:
+    def hub_file(self, revision: str = HUB_REVISION, repo_id: str | None = None) -> HubFile:
+        return HubFile(repo_id or self.hub_repo_id, self.filename(), self.hub_subfolder, revision)
+
+    def hub_url(self, revision: str = HUB_REVISION, repo_id: str | None = None) -> str:
         """Browser/download URL of the published file (for error messages and manual downloads)."""
-        path = f"{subfolder}/{self.filename()}" if subfolder else self.filename()
-        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-        return f"{endpoint}/{repo_id}/resolve/{revision}/{path}"
+        return self.hub_file(revision, repo_id).url
 
     def __str__(self) -> str:
         return self.name
 
 
-def direction(src: str | LatentSpace, dst: str | LatentSpace | None = None) -> Direction:
-    """Parse ``direction("xl", "v1")`` or ``direction("xl-to-v1")`` (aliases allowed: ``sdxl-to-sd15``)."""
+_FACTOR_SUFFIX = re.compile(r"^(.*?)-x(\d+(?:\.\d+)?)$")
+
+
+def direction(src: str | LatentSpace, dst: str | LatentSpace | None = None, factor: float = 1.0) -> Direction:
+    """Parse ``direction("xl", "v1")``, ``direction("xl-to-v1")`` (aliases allowed: ``sdxl-to-sd15``) or
+    ``direction("xl-to-v1-x2.0")`` (a convert-and-upscale model)."""
     if dst is None:
         text = str(src).strip().lower()
+        match = _FACTOR_SUFFIX.match(text)
+        if match:
+            text, factor = match[1], float(match[2])
         parts = text.split("-to-")
         if len(parts) != 2:
             raise UnknownDirectionError(
@@ -92,7 +127,9 @@ def direction(src: str | LatentSpace, dst: str | LatentSpace | None = None) -> D
     source, target = get_space(src), get_space(dst)
     if source.name == target.name:
         raise UnknownDirectionError(f"Source and target are both {source.name!r}: nothing to convert.")
-    return Direction(source, target)
+    if not factor > 0:
+        raise UnknownDirectionError(f"Upscale factor {factor!r} of {source.name}-to-{target.name} must be positive.")
+    return Direction(source, target, float(factor))
 
 
 def published_directions() -> list[Direction]:

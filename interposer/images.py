@@ -9,16 +9,38 @@ from pathlib import Path
 import numpy as np
 import torch
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+from .errors import InterposerError
+
+
+class InvalidImageError(InterposerError, ValueError):
+    """A file that Pillow cannot read as an image."""
+
+
+def image_suffixes() -> tuple[str, ...]:
+    """Every file suffix Pillow can open here (.jpg, .png, .webp, .tif, .tiff, .bmp, ...), lower case."""
+    from PIL import Image
+
+    readable = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    return tuple(sorted(readable))
 
 
 def load_image(path: str | os.PathLike, max_side: int | None = 512, multiple: int = 8) -> torch.Tensor:
     """An RGB image as a (1, 3, H, W) float tensor in [0, 1], downscaled so its longer side is at
     most ``max_side`` and centre-cropped to a multiple of ``multiple`` (what a VAE needs)."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidImageError(f"Image {path} does not exist.")
+    try:
+        opened = Image.open(path)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InvalidImageError(f"{path} is not an image Pillow can read ({exc}).") from exc
+    with opened as img:
+        try:
+            img = img.convert("RGB")
+        except OSError as exc:  # truncated or broken image data
+            raise InvalidImageError(f"{path} is a broken image ({exc}).") from exc
         if max_side and max(img.size) > max_side:
             ratio = max_side / max(img.size)
             img = img.resize(
@@ -26,7 +48,7 @@ def load_image(path: str | os.PathLike, max_side: int | None = 512, multiple: in
             )
         width, height = (img.width // multiple) * multiple, (img.height // multiple) * multiple
         if width == 0 or height == 0:
-            raise ValueError(f"{path} is {img.width}x{img.height}: smaller than {multiple} px.")
+            raise InvalidImageError(f"{path} is {img.width}x{img.height}: smaller than {multiple} px.")
         left, top = (img.width - width) // 2, (img.height - height) // 2
         img = img.crop((left, top, left + width, top + height))
         array = np.array(img, dtype=np.float32) / 255.0
@@ -71,4 +93,6 @@ def labelled_grid(panels: Sequence[tuple[str, torch.Tensor | None]], path: str |
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """The files in ``folder`` whose suffix Pillow reads, sorted by name."""
+    suffixes = set(image_suffixes())
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in suffixes and p.is_file())

@@ -28,6 +28,7 @@ class LatentFile:
     comfy: bool
     key: str
     metadata: dict[str, str] = field(default_factory=dict)
+    batched: bool = True  # False: the file held one (C, H, W) latent, written back with that rank
 
 
 def read_latents(path: str | os.PathLike, *, raw: bool | None = None, key: str | None = None) -> LatentFile:
@@ -53,7 +54,9 @@ def read_latents(path: str | os.PathLike, *, raw: bool | None = None, key: str |
             tensor = tensor / _COMFY_OLD_FACTOR
         chosen = COMFY_KEY
     else:
-        candidates = [key] if key else [k for k, v in tensors.items() if v.numel() > 0]
+        candidates = [key] if key else list(tensors)
+        if len(candidates) > 1:  # ignore empty marker tensors next to the latents
+            candidates = [k for k in candidates if tensors[k].numel() > 0] or candidates
         if key and key not in tensors:
             raise InvalidLatentsError(f"{path} has no tensor {key!r} (keys: {keys}).")
         if len(candidates) != 1:
@@ -62,14 +65,18 @@ def read_latents(path: str | os.PathLike, *, raw: bool | None = None, key: str |
             )
         chosen = candidates[0]
         tensor = tensors[chosen]
-    if tensor.ndim == 3:
+    batched = tensor.ndim != 3
+    if not batched:
         tensor = tensor.unsqueeze(0)
-    return LatentFile(tensor=tensor, raw=comfy if raw is None else raw, comfy=comfy, key=chosen, metadata=metadata)
+    return LatentFile(tensor=tensor, raw=comfy if raw is None else raw, comfy=comfy, key=chosen, metadata=metadata,
+                      batched=batched)  # fmt: skip
 
 
 def write_latents(path: str | os.PathLike, tensor: torch.Tensor, like: LatentFile, metadata: dict[str, str]) -> Path:
     """Write in the same kind as ``like`` (ComfyUI ``.latent`` or one-tensor safetensors), atomically."""
     tensor = tensor.detach().contiguous().cpu()
+    if not like.batched:
+        tensor = tensor[0]
     if like.comfy:
         tensors = {COMFY_KEY: tensor.float(), COMFY_MARKER: torch.tensor([])}
     else:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import hub
 from .errors import InterposerError, WeightsNotFoundError
 from .spaces import LatentSpace, get_space
 
@@ -135,21 +136,27 @@ def find_in_folder(folder: str | os.PathLike, space: LatentSpace, part: str) -> 
 
 
 def _from_hub(space: LatentSpace, part: str, local_files_only: bool) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
-
+    """The hub cache first (no request), then one quick request per name (no retries: see ``interposer.hub``)."""
     name = TAESD_NAMES[space.name]
     repo = f"madebyollin/{name}"
-    last_error: Exception | None = None
-    for filename in (f"{name}_{part}.safetensors", "diffusion_pytorch_model.safetensors"):
-        try:
-            return Path(hf_hub_download(repo, filename, local_files_only=local_files_only))
-        except LocalEntryNotFoundError as exc:  # offline: try the next name in the cache
-            last_error = exc
-        except EntryNotFoundError as exc:
-            last_error = exc
+    files = [hub.HubFile(repo, filename) for filename in (f"{name}_{part}.safetensors",
+                                                          "diffusion_pytorch_model.safetensors")]  # fmt: skip
+    for file in files:
+        found = hub.cached(file)
+        if found is not None:
+            return found
+    reason = "downloads are off" if local_files_only else "HF_HUB_OFFLINE is set"
+    if not local_files_only and not hub.offline():
+        for file in files:
+            try:
+                return hub.download(file)
+            except hub.HubEntryMissingError as exc:  # the repo keeps the other layout: try the next name
+                reason = str(exc)
+            except hub.HubUnreachableError as exc:
+                reason = f"{exc}. {hub.MIRROR_HINT}"
+                break
     raise WeightsNotFoundError(
-        f"Could not get the TAESD {part} for {space.name} from the hub repo {repo} ({last_error}). "
+        f"Could not get the TAESD {part} for {space.name} from the hub repo {repo}: {reason} "
         f"Pass --taesd-dir with {name}_{part}.safetensors in it (https://github.com/madebyollin/taesd)."
     )
 

@@ -1,10 +1,12 @@
-"""Finding, checking and loading interposer weights files (safetensors only, never pickles).
+"""Finding, checking and loading weights files (safetensors only, never pickles), for every model kind.
 
-Resolution order for a direction: an explicit path, then local folders (``NAME`` or
-``v4.0/NAME`` inside each, the layouts people already have from the ComfyUI node), then the
-Hugging Face hub through ``huggingface_hub`` (so ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and its
-cache behave as everywhere else). Every file is validated before use; a broken file that we
-would pick up again automatically is moved out of the way.
+A *spec* says which file is wanted: a :class:`~interposer.directions.Direction` (an interposer)
+or an :class:`~interposer.upscalers.UpscalerSpec` (a latent upscaler). Resolution order: an
+explicit path, then local folders (``NAME`` or ``<version>/NAME`` inside each, the layouts people
+already have from the ComfyUI nodes), then the hub cache, then the Hugging Face hub through
+:mod:`interposer.hub` (one quick request, no retries, failures remembered: no network never stalls
+the webui). A lookup that may not download touches nothing on disk. Every file is validated
+before use; a broken file that we would pick up again automatically is moved out of the way.
 """
 
 from __future__ import annotations
@@ -16,18 +18,23 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from . import hub
 from .atomic_files import save_safetensors
-from .directions import HUB_REPO_ID, HUB_REVISION, HUB_SUBFOLDER, WEIGHTS_VERSION, Direction, published_list
-from .errors import CorruptWeightsError, InterposerError, WeightsNotFoundError, require
-from .model import InterposerConfig, expected_state_dict_shapes
+from .directions import HUB_REVISION, Direction, published_list
+from .errors import CorruptWeightsError, WeightsNotFoundError, require
+from .kinds import ModelKind, kind_of, kind_of_config, kind_of_file
 from .safetensors_header import read_safetensors_header
+from .upscalers import PUBLISHED_FACTORS, PUBLISHED_SPACES, UpscalerSpec, parse_filename
 
 log = logging.getLogger(__name__)
 
-FORMAT_NAME = "interposer-v4"
+Spec = Direction | UpscalerSpec
+FORMAT_NAME = "interposer-v4"  # kept for callers that name the interposer format
+TRAINED_KEY = "trained"  # metadata key `python -m training export` sets to "true"
 _WEIGHT_DTYPES = {"F32", "F16", "BF16"}
 
 
@@ -36,46 +43,35 @@ class LoadedWeights:
     """A validated state dict with what we know about it."""
 
     path: Path
-    config: InterposerConfig
+    config: Any  # InterposerConfig or UpscalerConfig
     state_dict: dict[str, torch.Tensor]
     metadata: dict[str, str] = field(default_factory=dict)
+    kind: str = "interposer"
 
     @property
     def version(self) -> str:
-        """``v4.0`` for published files, the exported tag for trained ones, else ``custom``."""
+        """``v4.0``/``v2.1`` for published files, the exported tag for trained ones, else ``custom``."""
         if self.metadata.get("version"):
             return self.metadata["version"]
         match = re.search(r"_interposer-(.+)\.safetensors$", self.path.name)
-        return match.group(1) if match else "custom"
+        if match:
+            return match.group(1)
+        parsed = parse_filename(self.path.name)
+        return parsed[0] if parsed else "custom"
+
+    @property
+    def trained(self) -> bool:
+        """True for files made by ``python -m training export`` (not city96's published weights)."""
+        return self.metadata.get(TRAINED_KEY) == "true" or "training" in self.metadata
 
 
 # --------------------------------------------------------------------------- file checks
 
 
-def config_for(
-    path: Path, header: dict[str, dict], metadata: dict[str, str], direction: Direction | None
-) -> InterposerConfig:
-    """The constructor arguments of a file: its metadata, else the layout its shapes imply."""
-    if "constructor" in metadata:
-        try:
-            return InterposerConfig.from_dict(json.loads(metadata["constructor"]))
-        except (ValueError, TypeError) as exc:
-            raise CorruptWeightsError(f"{path}: unreadable 'constructor' metadata ({exc}).") from exc
-    try:
-        ch_mid, ch_in = header["head.short.weight"]["shape"][:2]
-        ch_out = header["tail.weight"]["shape"][0]
-    except (KeyError, ValueError) as exc:
-        raise CorruptWeightsError(
-            f"{path} is not an interposer v4 file: it lacks 'head.short.weight' or 'tail.weight'."
-        ) from exc
-    blocks = len({key.split(".")[1] for key in header if re.match(r"core\.\d+\.norm\.weight$", key)})
-    scale = direction.default_config().scale if direction is not None else 1.0
-    return InterposerConfig(ch_in=ch_in, ch_out=ch_out, ch_mid=ch_mid, scale=scale, blocks=blocks)
-
-
-def check_layout(path: Path, header: dict[str, dict], config: InterposerConfig) -> None:
+def check_layout(path: Path, header: dict[str, dict], config: Any, kind: ModelKind | None = None) -> None:
     """Every expected key with its expected shape, nothing else."""
-    expected = expected_state_dict_shapes(config)
+    kind = kind or kind_of_config(config)
+    expected = kind.expected_shapes(config)
     missing = sorted(set(expected) - set(header))
     unexpected = sorted(set(header) - set(expected))
     if missing or unexpected:
@@ -84,7 +80,7 @@ def check_layout(path: Path, header: dict[str, dict], config: InterposerConfig) 
             parts.append(f"{len(missing)} missing keys (first: {missing[:3]})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected keys (first: {unexpected[:3]})")
-        raise CorruptWeightsError(f"{path} does not match the interposer layout {config}: " + "; ".join(parts) + ".")
+        raise CorruptWeightsError(f"{path} does not match the {kind.layout} layout {config}: " + "; ".join(parts) + ".")
     for key, shape in expected.items():
         got = tuple(header[key]["shape"])
         if got != shape:
@@ -93,34 +89,36 @@ def check_layout(path: Path, header: dict[str, dict], config: InterposerConfig) 
             raise CorruptWeightsError(f"{path}: tensor {key!r} has dtype {header[key]['dtype']}, expected a float.")
 
 
-def check_direction(path: Path, config: InterposerConfig, metadata: dict[str, str], direction: Direction) -> None:
-    """The file must convert the direction it is used for."""
-    meta_src, meta_dst = metadata.get("src"), metadata.get("dst")
-    if meta_src and meta_dst and (meta_src, meta_dst) != (direction.src.name, direction.dst.name):
-        raise CorruptWeightsError(f"{path} converts {meta_src}-to-{meta_dst}, not {direction.name}.")
-    if (config.ch_in, config.ch_out) != (direction.src.channels, direction.dst.channels):
-        raise CorruptWeightsError(
-            f"{path} maps {config.ch_in} to {config.ch_out} channels, but {direction.name} needs "
-            f"{direction.src.channels} to {direction.dst.channels}."
-        )
+def load_weights(path: str | os.PathLike, spec: Spec | None = None) -> LoadedWeights:
+    """Validate and load a weights file onto the CPU (safetensors, no pickle).
 
-
-def load_weights(path: str | os.PathLike, direction: Direction | None = None) -> LoadedWeights:
-    """Validate and load a weights file onto the CPU (safetensors, no pickle)."""
+    With ``spec`` the file must be of its kind and fit it (direction, channels, factor); without,
+    the kind is read from the file (its ``format`` metadata, else its keys).
+    """
     load_file = require("safetensors.torch", "safetensors").load_file
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"Weights file {path} does not exist.")
     header, metadata = read_safetensors_header(path)
-    config = config_for(path, header, metadata, direction)
-    check_layout(path, header, config)
-    if direction is not None:
-        check_direction(path, config, metadata, direction)
+    found = kind_of_file(path, header, metadata)
+    kind = kind_of(spec) if spec is not None else found
+    if found is not kind:
+        raise CorruptWeightsError(
+            f"{path} holds {_a(found.layout)} model, not {_a(kind.layout)} model for {spec.name}."
+        )
+    config = kind.config_for(path, header, metadata, spec)
+    check_layout(path, header, config, kind)
+    if spec is not None:
+        kind.check_spec(path, config, metadata, spec)
     try:
         state_dict = load_file(str(path), device="cpu")
     except Exception as exc:  # safetensors raises its own error types
         raise CorruptWeightsError(f"{path} could not be read as safetensors: {exc}") from exc
-    return LoadedWeights(path=path, config=config, state_dict=state_dict, metadata=metadata)
+    return LoadedWeights(path=path, config=config, state_dict=state_dict, metadata=metadata, kind=kind.name)
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
 def quarantine(path: Path) -> str:
@@ -135,187 +133,188 @@ def quarantine(path: Path) -> str:
             path.unlink()
             if blob.parent.name == "blobs" and blob.exists():
                 blob.unlink()
-            return f"removed it from the Hugging Face cache ({path})"
+            return f"removed from the Hugging Face cache ({path})"
         if path.parent.name == "snapshots" or "blobs" in path.parts:
             path.unlink()
-            return f"removed it from the Hugging Face cache ({path})"
+            return f"removed from the Hugging Face cache ({path})"
         target = path.with_name(path.name + ".corrupt")
         os.replace(path, target)
-        return f"renamed it to {target}"
+        return f"renamed to {target}"
     except OSError as exc:
-        return f"could not move it away ({exc}); delete it by hand"
+        return f"could not be moved away ({exc}); delete it by hand"
 
 
 # --------------------------------------------------------------------------- resolution
 
 
-def local_candidates(
-    direction: Direction, folders: Iterable[str | os.PathLike], version: str = WEIGHTS_VERSION
-) -> list[Path]:
-    """Where a direction's file may sit in each folder: ``NAME`` and ``<version>/NAME``."""
-    name = direction.filename(version)
+def local_candidates(spec: Spec, folders: Iterable[str | os.PathLike], version: str | None = None) -> list[Path]:
+    """Where a spec's file may sit in each folder: ``NAME`` and ``<version>/NAME``."""
+    version = version or spec.default_version
+    name = spec.filename(version)
     return [p for folder in folders if folder for p in (Path(folder) / name, Path(folder) / version / name)]
 
 
-def find_local(
-    direction: Direction, folders: Iterable[str | os.PathLike], version: str = WEIGHTS_VERSION
-) -> Path | None:
-    return next((p for p in local_candidates(direction, folders, version) if p.is_file()), None)
-
-
-def _hub_errors():
-    require("huggingface_hub", "huggingface-hub")
-    from huggingface_hub.utils import (
-        EntryNotFoundError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    return LocalEntryNotFoundError, EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+def find_local(spec: Spec, folders: Iterable[str | os.PathLike], version: str | None = None) -> Path | None:
+    return next((p for p in local_candidates(spec, folders, version) if p.is_file()), None)
 
 
 def download_from_hub(
-    direction: Direction,
+    spec: Spec,
     *,
     local_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     revision: str = HUB_REVISION,
-    repo_id: str = HUB_REPO_ID,
-    local_files_only: bool = False,
+    repo_id: str | None = None,
 ) -> Path:
-    """Fetch a published file with ``huggingface_hub`` (into ``local_dir`` or the hub cache).
+    """Fetch a published file (into ``local_dir``, else the hub cache): one quick request first, no retries.
 
-    ``huggingface_hub`` downloads to a temporary ``.incomplete`` file and renames it only when
-    complete, so an interrupted transfer never leaves a file under the final name.
+    Raises :class:`~interposer.hub.HubUnreachableError` or :class:`~interposer.hub.HubEntryMissingError`.
+    ``huggingface_hub`` downloads to a temporary ``.incomplete`` file and renames it only when complete, so
+    an interrupted transfer never leaves a file under the final name.
     """
-    if not direction.is_published:
-        raise WeightsNotFoundError(f"There are no published weights for {direction.name}. {published_list()}")
-    hf_hub_download = require("huggingface_hub", "huggingface-hub").hf_hub_download
-    path = hf_hub_download(
-        repo_id=repo_id,
-        filename=direction.filename(),
-        subfolder=HUB_SUBFOLDER,
-        revision=revision,
-        local_dir=str(local_dir) if local_dir else None,
-        cache_dir=str(cache_dir) if cache_dir else None,
-        local_files_only=local_files_only,
-    )
-    return Path(path)
+    if not spec.is_published:
+        raise WeightsNotFoundError(f"There are no published weights for {spec.name}. {published_names(spec)}")
+    return hub.download(spec.hub_file(revision, repo_id), local_dir=local_dir, cache_dir=cache_dir)
+
+
+def published_names(spec: Spec) -> str:
+    if spec.kind == "upscaler":
+        factors = ", ".join(f"{f:g}" for f in PUBLISHED_FACTORS)
+        return f"Published upscalers: {', '.join(PUBLISHED_SPACES)} at factors {factors}."
+    return published_list()
 
 
 @dataclass
 class WeightsQuery:
-    """Everything that decides which file a direction uses (one object, passed around whole)."""
+    """Everything that decides which file a spec uses (one object, passed around whole).
+
+    ``repo_id`` and ``version`` default to the spec's own (city96's interposer or upscaler repository
+    and version), so one query serves both model kinds. ``path`` names the interposer file explicitly,
+    ``upscaler_path`` the upscaler file (a chain of both kinds can use one of each).
+    """
 
     path: str | None = None
+    upscaler_path: str | None = None
     folders: Sequence[str] = ()
     allow_download: bool = True
     download_dir: str | None = None
     cache_dir: str | None = None
     revision: str = HUB_REVISION
-    repo_id: str = HUB_REPO_ID
-    version: str = WEIGHTS_VERSION
+    repo_id: str | None = None
+    version: str | None = None
 
-    def where_to_put(self, direction: Direction) -> str:
+    def path_for(self, spec: Spec) -> str | None:
+        """The explicit file for this spec's kind, if one was given."""
+        return self.upscaler_path if spec.kind == "upscaler" else self.path
+
+    def version_for(self, spec: Spec) -> str:
+        return self.version or spec.default_version
+
+    def where_to_put(self, spec: Spec) -> str:
         folder = self.download_dir or (self.folders[0] if self.folders else None)
         target = f"the folder {folder}" if folder else "a folder passed with --weights-dir"
         return (
-            f"Download {direction.filename(self.version)} from {direction.hub_url(self.revision, self.repo_id)} "
-            f"and put it in {target} (or run `python -m interposer download {direction.name}"
+            f"Download {spec.filename(self.version_for(spec))} from {spec.hub_url(self.revision, self.repo_id)} "
+            f"and put it in {target} (or run `python -m interposer download {spec.name}"
             + (f" --dir {folder}`)." if folder else "`).")
         )
 
+    def key(self, spec: Spec) -> tuple:
+        """Cache key: the spec and every field that changes the answer."""
+        return (spec.kind, spec.name, self.path_for(spec), tuple(self.folders), self.allow_download, self.download_dir,
+                self.cache_dir, self.revision, self.repo_id, self.version_for(spec))  # fmt: skip
 
-def resolve(direction: Direction, query: WeightsQuery) -> Path:
-    """Path of the file to use for ``direction``; download it if allowed and needed."""
-    if query.path:
-        path = Path(query.path)
+
+def resolve(spec: Spec, query: WeightsQuery) -> Path:
+    """Path of the file to use for ``spec``; download it if allowed and needed."""
+    label = spec.label
+    explicit = query.path_for(spec)
+    if explicit:
+        path = Path(explicit)
         if not path.is_file():
-            raise WeightsNotFoundError(f"Weights file {path} (given explicitly for {direction.name}) does not exist.")
+            raise WeightsNotFoundError(f"Weights file {path} (given explicitly for {spec.name}) does not exist.")
         return path
-    local = find_local(direction, query.folders, query.version)
+    version = query.version_for(spec)
+    local = find_local(spec, query.folders, version)
     if local is not None:
         return local
-    looked = [str(p) for p in local_candidates(direction, query.folders, query.version)]
+    looked = [str(p) for p in local_candidates(spec, query.folders, version)]
     looked_text = f" Looked in: {', '.join(looked)}." if looked else ""
-    if not direction.is_published:
+    filename = spec.filename(version)
+    if not spec.is_published:
         raise WeightsNotFoundError(
-            f"No weights for {direction.name}: there are no published weights for it and no local file "
-            f"{direction.filename(query.version)}.{looked_text} {published_list()} "
+            f"No weights for {spec.name}: there are no published weights for it and no local file "
+            f"{filename}.{looked_text} {published_names(spec)} "
             "Train your own with `python -m training` and put the exported file in a weights folder."
         )
-    if query.version != WEIGHTS_VERSION:
-        raise WeightsNotFoundError(f"No local weights file {direction.filename(query.version)}.{looked_text}")
-    local_missing, entry_missing, repo_missing, revision_missing = _hub_errors()
+    if version != spec.default_version:
+        raise WeightsNotFoundError(f"No local weights file {filename}.{looked_text}")
+    hub_file = spec.hub_file(query.revision, query.repo_id)
+    if not query.download_dir:  # the hub cache is where a download would go: read it without side effects
+        cached = hub.cached(hub_file, query.cache_dir)
+        if cached is not None:
+            return cached
+    if not query.allow_download or hub.offline():
+        why = "automatic download is off" if not query.allow_download else "HF_HUB_OFFLINE is set"
+        raise WeightsNotFoundError(
+            f"{label} {filename} not found: {why}, and it is not in the Hugging Face cache.{looked_text} "
+            f"{query.where_to_put(spec)}"
+        )
     try:
         return download_from_hub(
-            direction,
-            local_dir=query.download_dir,
-            cache_dir=query.cache_dir,
-            revision=query.revision,
+            spec, local_dir=query.download_dir, cache_dir=query.cache_dir, revision=query.revision,
             repo_id=query.repo_id,
-            local_files_only=not query.allow_download,
-        )
-    except local_missing as exc:
-        why = (
-            "automatic download is off"
-            if not query.allow_download
-            else "it is not in the Hugging Face cache and the hub cannot be reached (offline, or HF_HUB_OFFLINE=1)"
-        )
+        )  # fmt: skip
+    except hub.HubEntryMissingError as exc:
+        raise WeightsNotFoundError(f"{exc} {query.where_to_put(spec)}") from exc
+    except hub.HubUnreachableError as exc:
         raise WeightsNotFoundError(
-            f"Interposer weights {direction.filename()} not found: {why}.{looked_text} {query.where_to_put(direction)}"
-        ) from exc
-    except (entry_missing, repo_missing, revision_missing) as exc:
-        raise WeightsNotFoundError(
-            f"The hub has no {HUB_SUBFOLDER}/{direction.filename()} in {query.repo_id} at revision {query.revision!r} "
-            f"({type(exc).__name__}). {query.where_to_put(direction)}"
-        ) from exc
-    except InterposerError:
-        raise
-    except Exception as exc:  # network errors of whatever HTTP client huggingface_hub uses
-        raise WeightsNotFoundError(
-            f"Downloading {direction.filename()} failed: {exc}.{looked_text} {query.where_to_put(direction)}"
+            f"{label} {filename} not found: it is not here and {exc}.{looked_text} {query.where_to_put(spec)} "
+            f"{hub.MIRROR_HINT}"
         ) from exc
 
 
-def resolve_and_load(direction: Direction, query: WeightsQuery) -> LoadedWeights:
+def resolve_and_load(spec: Spec, query: WeightsQuery) -> LoadedWeights:
     """Resolve, validate and load; a corrupt automatic pick is quarantined (and re-fetched once)."""
-    path = resolve(direction, query)
+    path = resolve(spec, query)
     try:
-        return load_weights(path, direction)
+        return load_weights(path, spec)
     except CorruptWeightsError as exc:
-        if query.path:  # the user named this file: report, do not touch it
+        if query.path_for(spec):  # the user named this file: report, do not touch it
             raise
         action = quarantine(path)
-        log.warning("%s; %s", exc, action)
+        log.warning("%s The file was %s.", exc, action)
         message = f"{exc} The broken file was {action}."
-        if not query.allow_download or not direction.is_published:
-            raise CorruptWeightsError(f"{message} {query.where_to_put(direction)}") from exc
+        if not query.allow_download or not spec.is_published:
+            raise CorruptWeightsError(f"{message} {query.where_to_put(spec)}") from exc
     # One fresh attempt: the folder copy is gone, so this goes to the hub.
-    retry = resolve(direction, query)
+    retry = resolve(spec, query)
     try:
-        return load_weights(retry, direction)
+        return load_weights(retry, spec)
     except CorruptWeightsError as exc:
         action = quarantine(retry)
         raise CorruptWeightsError(
-            f"{exc} A fresh download is corrupt too, so it was {action}. {query.where_to_put(direction)}"
+            f"{exc} A fresh download is corrupt too, so it was {action}. {query.where_to_put(spec)}"
         ) from exc
 
 
 def save_weights(
     path: str | os.PathLike,
     state_dict: dict[str, torch.Tensor],
-    config: InterposerConfig,
+    config: Any,
     *,
-    direction: Direction | None = None,
+    direction: Spec | None = None,
     metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Write a weights file that :func:`load_weights` reads back unchanged (atomically)."""
+    """Write a weights file that :func:`load_weights` reads back unchanged (atomically).
+
+    ``config`` decides the kind (an InterposerConfig or an UpscalerConfig); ``direction`` is the spec
+    the file is for (a Direction or an UpscalerSpec), recorded in the metadata.
+    """
     require("safetensors.torch", "safetensors")  # a clear message if it is missing
-    path = Path(path)
-    meta = {"format": FORMAT_NAME, "constructor": json.dumps(config.to_dict())}
+    kind = kind_of_config(config)
+    meta = {"format": kind.format, "constructor": json.dumps(config.to_dict())}
     if direction is not None:
-        meta.update(src=direction.src.name, dst=direction.dst.name)
+        meta.update(kind_of(direction).spec_metadata(direction))
     meta.update(metadata or {})
-    return save_safetensors(path, state_dict, meta)
+    return save_safetensors(Path(path), state_dict, meta)

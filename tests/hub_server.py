@@ -90,3 +90,49 @@ class FakeHub:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class DeadEndpoint:
+    """A hub address that does not work, for the no-network tests (127.0.0.1 only, bounded in time).
+
+    ``refuse``: a bound port nobody listens on, so every connection is refused at once.
+    ``silent``: a port that accepts connections and never answers (a blackholed hub or a stuck
+    proxy); ``connections`` counts them, so a test can tell how many attempts a client made.
+    """
+
+    def __init__(self, mode: str) -> None:
+        import socket
+
+        self.mode = mode
+        self.connections = 0
+        self._held: list = []
+        self._stop = threading.Event()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        if mode == "silent":
+            self.sock.listen(16)
+            self.sock.settimeout(0.2)
+            self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            self._held.append(conn)  # never read, never answered
+
+    def __enter__(self) -> DeadEndpoint:
+        if self.mode == "silent":
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self.mode == "silent":
+            self.thread.join(timeout=5)
+        for conn in self._held:
+            conn.close()
+        self.sock.close()

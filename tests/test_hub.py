@@ -114,7 +114,7 @@ def test_corrupt_download_is_removed_and_never_used(hub, tmp_path):
 
     folder = tmp_path / "models"
     result = run(["-m", "interposer", "download", "xl-to-v1", "--dir", str(folder)], hub, tmp_path)
-    assert result.returncode == 1 and "renamed it to" in result.stderr
+    assert result.returncode == 1 and "renamed to" in result.stderr
     assert not (folder / "v4.0" / NAME).exists()
     assert (folder / "v4.0" / (NAME + ".corrupt")).exists()
 

@@ -10,12 +10,14 @@ import sys
 import types
 
 import pytest
-from conftest import FIXTURES, REPO
-from hub_server import FakeHub
+from conftest import FIXTURES, REPO, SHARED
+from hub_server import DeadEndpoint, FakeHub
 
 WEBUI = REPO / "tests" / "webui"
 GOOD = (FIXTURES / "xl-to-v1_random.safetensors").read_bytes()
 NAMES = ("xl-to-v1_interposer-v4.0.safetensors", "v1-to-xl_interposer-v4.0.safetensors")
+UPSCALERS = [f"latent-upscaler-v2.1_SD{s}-x{f}.safetensors" for s in ("v1", "xl") for f in ("1.25", "1.5", "2.0")]
+UPSCALER_BYTES = SHARED / "fixtures" / "latent_upscaler_v2" / "latent-upscaler-v2.1_SDxl-x2.0_random.safetensors"
 RUN = (
     "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__'); "
     "print('TORCH' if 'torch' in sys.modules else '')"
@@ -51,15 +53,42 @@ def test_online_prefetch_then_silent(tmp_path):
     with FakeHub() as hub:
         for name in NAMES:
             hub.files[f"city96/SD-Latent-Interposer/v4.0/{name}"] = GOOD
+        for name in UPSCALERS:
+            hub.files[f"city96/SD-Latent-Upscaler/{name}"] = UPSCALER_BYTES.read_bytes()
         first = run_install(tmp_path, hub, offline=False)
         assert first.returncode == 0, first.stderr
         for name in NAMES:
             assert (tmp_path / "models" / "LatentInterposer" / "v4.0" / name).read_bytes() == GOOD
-        assert first.stdout.count("downloaded") == 2
+        for name in UPSCALERS:
+            assert (tmp_path / "models" / "LatentInterposer" / name).is_file()
+        assert first.stdout.count("downloaded") == 2 + len(UPSCALERS)
         before = sum(hub.requests.values())
         second = run_install(tmp_path, hub, offline=False)
         assert second.stdout.strip() == "" and second.stderr.strip() == ""
         assert sum(hub.requests.values()) == before  # nothing to do: no request at all
+
+
+@pytest.mark.parametrize("mode", ["refuse", "silent"])
+def test_unreachable_hub_costs_one_quick_attempt_and_one_paragraph(mode, tmp_path):
+    """No route to the hub (HF_HUB_OFFLINE unset): one probe with a short timeout, then the webui starts.
+    huggingface_hub's own retries took ~48 s here at every start-up; the bound tests that they are gone."""
+    import time
+
+    with DeadEndpoint(mode) as dead:
+        started = time.perf_counter()
+        result = run_install(tmp_path, dead, offline=False)
+        elapsed = time.perf_counter() - started
+        connections = dead.connections
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Latent Interposer:") == 1
+    assert "HF_ENDPOINT" in result.stdout and "did not answer" in result.stdout
+    assert "enable downloads" not in result.stdout  # downloads are on: that advice would not apply
+    assert f"{dead.endpoint}/city96/SD-Latent-Upscaler/resolve/main/" in result.stdout
+    assert connections <= 1  # one attempt for all ten files
+    assert elapsed < 30, elapsed
+    assert not (tmp_path / "models" / "LatentInterposer").exists() or not any(
+        (tmp_path / "models" / "LatentInterposer").rglob("*.safetensors")
+    )
 
 
 def test_corrupt_prefetch_is_renamed(tmp_path):

@@ -201,3 +201,16 @@ def test_report_describes_the_conversion():
     _, report = _converter(device="cpu", precision="fp32").run(IO["input"], "xl", "v1")
     text = str(report)
     assert "xl-to-v1" in text and "(2, 4, 24, 32)" in text and "cpu" in text and "fp32" in text and " ms" in text
+
+
+def test_console_report_separates_the_one_off_load_from_the_conversion(linear_weights):
+    from interposer.runtime import Converter, ModelCache
+
+    folder, _ = linear_weights
+    converter = Converter(weights=WeightsQuery(folders=(str(folder),), allow_download=False), device="cpu",
+                          cache=ModelCache())  # fmt: skip
+    x = torch.randn(1, 4, 16, 16)
+    _, first = converter.run(x, "xl", "v1")
+    _, second = converter.run(x, "xl", "v1")
+    assert first.load_ms > 0 and "(+" in str(first) and "loading the model, once" in str(first)
+    assert second.load_ms == 0 and "loading" not in str(second)

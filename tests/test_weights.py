@@ -119,7 +119,7 @@ def test_corrupt_file_in_a_folder_is_moved_away_and_not_picked_up_again(tmp_path
     query = WeightsQuery(folders=[str(folder)], allow_download=False)
     with pytest.raises(CorruptWeightsError) as info:
         resolve_and_load(XL_V1, query)
-    assert "renamed it to" in str(info.value) and str(target) in str(info.value)
+    assert "renamed to" in str(info.value) and str(target) in str(info.value)
     assert not target.exists() and target.with_name(target.name + ".corrupt").exists()
     with pytest.raises(WeightsNotFoundError):
         resolve_and_load(XL_V1, query)
@@ -193,3 +193,13 @@ def test_saved_files_honour_the_umask_not_safetensors_0600(tmp_path):
     if os.name == "posix":
         assert path.stat().st_mode & 0o777 == 0o644
     assert load_weights(path, XL_V1).config == InterposerConfig()
+
+
+def test_a_lookup_that_may_not_download_touches_nothing(tmp_path):
+    """Downloads off: no hf_hub_download(local_dir=...), so no .cache/ or v4.0/ folders appear."""
+    folder = tmp_path / "models" / "LatentInterposer"
+    folder.mkdir(parents=True)
+    query = WeightsQuery(folders=(str(folder),), allow_download=False, download_dir=str(folder))
+    with pytest.raises(WeightsNotFoundError, match="automatic download is off"):
+        resolve(XL_V1, query)
+    assert list(folder.iterdir()) == []
