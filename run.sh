@@ -36,8 +36,8 @@ case "${1:-}" in
   demo)
     shift
     setup requirements.txt
-    exec "$(venv_python)" -m interposer compare examples/lakeside.jpg --src xl --dst v1 \
-      --out out/compare_xl-to-v1.png "$@"
+    # Defaults first, so "$@" can override them; the grid is named after the direction (out/compare_<dir>_lakeside.png).
+    exec "$(venv_python)" -m interposer compare examples/lakeside.jpg --src xl --dst v1 --out-dir out "$@"
     ;;
   test)
     shift
