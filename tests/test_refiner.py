@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import photo
-from webui_env import SIZE, boot
+from webui_env import SIZE, add_checkpoint, boot
 
 from interposer.a1111 import refiner as refiner_module
 from interposer.a1111.generation import ATTRIBUTE
@@ -25,12 +25,11 @@ SAMPLERS = ["Euler", "Euler a", "DPM++ 2M", "DPM++ SDE", "DDIM"]
 @pytest.fixture
 def webui(monkeypatch, tmp_path, tiny_vaes, linear_weights):
     from fake_models import FakeModel
-    from modules import sd_models
 
     env = boot(monkeypatch, tmp_path, tiny_vaes, photo("045.jpg", SIZE), linear_weights[0])
-    for filename, family in (("sd15_style.safetensors", "v1"), ("sdxl_refiner.safetensors", "xl")):
-        sd_models.register_checkpoint(
-            filename, lambda family=family: FakeModel(family, tiny_vaes[family], env.photo, 0.1, detail_block=8)
+    for name, kind, family in (("sd15_style", "v1", "v1"), ("sdxl_refiner", "xl-refiner", "xl")):
+        add_checkpoint(
+            name, kind, lambda family=family: FakeModel(family, tiny_vaes[family], env.photo, 0.1, detail_block=8)
         )
     return env
 
@@ -92,12 +91,12 @@ def _spy_switch(monkeypatch):
     seen = {}
     original = refiner_module.carry_across_switch
 
-    def spy(generation, denoiser, x, sigma, before, before_model):
+    def spy(generation, denoiser, x, sigma, before):
         history = denoiser.__dict__[refiner_module._HISTORY]
         prev_x, _, prev_denoised = history[-1]
         seen.update(step=denoiser.step, x=x, x_before=x.clone(), prev_x=prev_x, prev_x_before=prev_x.clone(),
                     prev_denoised=prev_denoised, prev_denoised_before=prev_denoised.clone())  # fmt: skip
-        original(generation, denoiser, x, sigma, before, before_model)
+        original(generation, denoiser, x, sigma, before)
         seen["converted_x0"] = denoiser.sampler.last_latent
 
     monkeypatch.setattr(refiner_module, "carry_across_switch", spy)
@@ -123,8 +122,8 @@ def test_second_order_switch_on_the_midpoint_call_converts_the_steps_main_state(
 
     shared.opts.data["refiner_switch_by_sample_steps"] = True  # switch at a step count we choose
     seen = _spy_switch(monkeypatch)
-    # The hires img2img runs int(0.75 * 20) + 1 = 16 steps, 32 model calls; switch at call 17 (odd).
-    value, _ = refine(webui, sampler_name="DPM++ SDE", refiner_switch_at=16.5 / 32)
+    # The hires pass runs its 20 steps (of a 26-step schedule), 40 model calls; switch at call 21 (odd).
+    value, _ = refine(webui, sampler_name="DPM++ SDE", refiner_switch_at=20.5 / 40)
     assert seen["step"] % 2 == 1  # the second model call of a step
     assert seen["prev_x"] is not seen["x"]
     moved = seen["prev_x"] - seen["prev_x_before"]
@@ -220,14 +219,13 @@ def test_pasting_restores_the_refiner_strategy(webui):
 
 def test_hook_is_removed_on_script_reload_and_never_stacked(webui):
     from modules import script_callbacks, scripts, sd_samplers_cfg_denoiser, sd_samplers_common
-    from webui_env import REPO, WEBUI
 
     assert getattr(sd_samplers_cfg_denoiser.CFGDenoiser.forward, refiner_module._MARK, None) is not None
     script_callbacks.script_unloaded_callback()
     assert getattr(sd_samplers_cfg_denoiser.CFGDenoiser.forward, refiner_module._MARK, None) is None
     assert getattr(sd_samplers_common.apply_refiner, refiner_module._MARK, None) is None
     for _ in range(2):  # loading twice (e.g. after a failed unload) still wraps only once
-        scripts.load_scripts([str(WEBUI), str(REPO)])
+        scripts.load_scripts()
     forward = sd_samplers_cfg_denoiser.CFGDenoiser.forward
     assert getattr(forward, refiner_module._MARK, None) is not None
     assert getattr(forward.__wrapped__, refiner_module._MARK, None) is None
@@ -244,3 +242,28 @@ def test_after_a_pixel_upscaler_the_latents_are_in_the_hires_models_space(webui)
     without, _ = refine(webui, title=None, hr_upscaler="Lanczos", hr_checkpoint_name="sd15_style",
                         refiner_checkpoint="sdxl_refiner")  # fmt: skip
     assert value > without + 3.0, (value, without)
+
+
+def test_a_same_config_refiner_is_loaded_into_the_same_model_object(webui, tiny_vaes):
+    """The webui loads a same-config checkpoint's weights into the loaded model object, so what the base
+    model was must be read before the switch. Here the base is of a kind the webui does not flag (no
+    family), the refiner an SD1.5 checkpoint of the same config: the refusal must name the base."""
+    from fake_models import FakeModel
+    from modules import shared
+
+    def unflagged():
+        model = FakeModel("v1", tiny_vaes["v1"], webui.photo)
+        model.is_sd1 = False  # e.g. a model type the webui loads with the SD1 config but does not flag
+        return model
+
+    add_checkpoint("mystery_base", "v1", unflagged)
+    seen = []
+    original = refiner_module.carry_across_switch
+    refiner_module.carry_across_switch = lambda *args: (seen.append(shared.sd_model), original(*args))
+    try:
+        with pytest.raises(Exception, match="involves 'mystery_base', whose latent space is unknown"):
+            refine(webui, override_settings={"sd_model_checkpoint": "mystery_base"})
+    finally:
+        refiner_module.carry_across_switch = original
+    assert seen[0] is webui.hires_inputs[-1].model  # the hires pass started on this very object
+    assert seen[0].sd_checkpoint_info.short_title == "sd15_style"

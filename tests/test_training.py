@@ -127,6 +127,7 @@ def test_ctrl_c_saves_the_current_step_and_resume_is_exact(run, data, tmp_path, 
     """Ctrl-C mid-run: the step finishes, a checkpoint is written at it, and --resume ends bit-identical."""
     import signal
 
+    handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN when pytest runs as a background job
     calls = {"n": 0}
     original = CropSampler.sample
 
@@ -142,7 +143,7 @@ def test_ctrl_c_saves_the_current_step_and_resume_is_exact(run, data, tmp_path, 
     assert main(args) == 130
     assert f"--resume {out}" in capsys.readouterr().err
     assert load_checkpoint(out)[1]["step"] == 4  # not the last periodic checkpoint (none before step 6)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler_before  # the run put back whatever was there
     monkeypatch.setattr(CropSampler, "sample", original)
     assert main(["train", "--resume", str(out), "-q"]) == 0
     whole, resumed = load_checkpoint(run)[0], load_checkpoint(out)[0]

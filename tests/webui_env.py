@@ -18,8 +18,9 @@ WEBUI = REPO / "tests" / "webui"
 if str(WEBUI) not in sys.path:
     sys.path.insert(0, str(WEBUI))
 
-from fake_models import FakeModel  # noqa: E402
+from fake_models import FakeModel, write_checkpoint  # noqa: E402
 from modules import (  # noqa: E402
+    extensions,
     paths,
     processing,
     script_callbacks,
@@ -90,8 +91,16 @@ class Webui:
         return psnr(self.vaes[family].decode(x[:1]), reference)
 
 
+def add_checkpoint(name: str, kind: str, factory) -> sd_models.CheckpointInfo:
+    """A checkpoint file ``models/Stable-diffusion/<name>.safetensors`` of ``kind`` (see fake_models) whose
+    "weights" are what ``factory()`` builds."""
+    path = write_checkpoint(str(Path(paths.models_path) / sd_models.model_dir / f"{name}.safetensors"), kind)
+    return sd_models.register_checkpoint(path, factory)
+
+
 def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Path) -> Webui:
-    """Reset the stand-in, register the checkpoints, load the scripts and settings as the webui does."""
+    """Reset the stand-in, register the checkpoints, load the scripts and settings as the webui does:
+    this repository is the one extension in ``extensions/`` and the stand-in is the webui root."""
     shared.state.interrupted = False
     shared.state.skipped = False
     shared.cmd_opts.vae_path = None
@@ -103,15 +112,20 @@ def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Pat
         del shared.opts.data_labels[key]
     shared.opts.data = {k: v.default for k, v in shared.opts.data_labels.items()}
     monkeypatch.setattr(paths, "models_path", str(tmp_path / "models"))
-    for filename, family in (("sdxl_base.safetensors", "xl"), ("sd15_style.safetensors", "v1"),
-                             ("sd3_medium.safetensors", "v3")):  # fmt: skip
-        sd_models.register_checkpoint(filename, lambda family=family: FakeModel(family, tiny_vaes[family], photo))
+    monkeypatch.setattr(paths, "script_path", str(WEBUI))
+    monkeypatch.setattr(extensions, "extensions_dir", str(tmp_path / "extensions"))
+    monkeypatch.setattr(extensions, "extensions_builtin_dir", str(tmp_path / "extensions-builtin"))
+    (tmp_path / "extensions").mkdir(exist_ok=True)
+    if not (tmp_path / "extensions" / "sd-latent-interposer").exists():
+        (tmp_path / "extensions" / "sd-latent-interposer").symlink_to(REPO, target_is_directory=True)
+    for name, kind, family in (("sdxl_base", "xl", "xl"), ("sd15_style", "v1", "v1"), ("sd3_medium", "v3", "v3")):
+        add_checkpoint(name, kind, lambda family=family: FakeModel(family, tiny_vaes[family], photo))
     shared.opts.data["sd_model_checkpoint"] = "sdxl_base.safetensors"
 
-    scripts.load_scripts([str(WEBUI), str(REPO)])
+    extensions.list_extensions()
+    scripts.load_scripts()
     script_callbacks.before_ui_callback()
     runner = scripts.scripts_txt2img
-    runner.__init__()
     runner.initialize_scripts(False)
     runner.setup_ui()
     script_callbacks.ui_settings_callback()

@@ -32,12 +32,14 @@ from __future__ import annotations
 import contextvars
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..directions import Direction
 from ..errors import InterposerError
+from ..spaces import LatentSpace
 from .families import family_of, model_title
 
 _MARK = "__latent_interposer_refiner__"
@@ -119,11 +121,11 @@ class RefinerHook:
             generation = _generation(getattr(cfg_denoiser, "p", None))
             if call is None or call[0] is not cfg_denoiser or generation is None:
                 return original(cfg_denoiser, *args, **kwargs)
-            before = family_of(cfg_denoiser.p.sd_model)
-            before_model = cfg_denoiser.p.sd_model
+            # Read now: the webui loads a same-config refiner's weights into this very model object.
+            before = ModelFacts.of(cfg_denoiser.p.sd_model)
             switched = original(cfg_denoiser, *args, **kwargs)
             if switched:
-                carry_across_switch(generation, cfg_denoiser, call[1], call[2], before, before_model)
+                carry_across_switch(generation, cfg_denoiser, call[1], call[2], before)
             return switched
 
         setattr(apply_refiner, _MARK, self)
@@ -141,13 +143,33 @@ def _conditioning_key(model: Any) -> str:
     return str(getattr(getattr(model, "model", None), "conditioning_key", "crossattn"))
 
 
-def carry_across_switch(generation, denoiser, x: torch.Tensor, sigma: torch.Tensor, before, before_model) -> None:
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the switch needs to know about a loaded model, copied out of it.
+
+    A1111 loads a checkpoint with the loaded model's config into the *same* model object, so a reference
+    to "the base model" taken before ``reload_model_weights`` describes the refiner afterwards."""
+
+    family: LatentSpace | None
+    title: str
+    conditioning_key: str
+    image_conditioned: bool
+
+    @staticmethod
+    def of(model: Any) -> ModelFacts:
+        key = _conditioning_key(model)
+        inpaint = key in ("hybrid", "concat") or bool(getattr(model, "is_sdxl_inpaint", False))
+        return ModelFacts(family_of(model), model_title(model), key, inpaint)
+
+
+def carry_across_switch(generation, denoiser, x: torch.Tensor, sigma: torch.Tensor, before: ModelFacts) -> None:
     """The refiner was just loaded: move the sampler's state into its latent space, in place."""
     p = denoiser.p
-    source = generation.latent_space or before
-    target = family_of(p.sd_model)
+    after = ModelFacts.of(p.sd_model)
+    source = generation.latent_space or before.family
+    target = after.family
     if source is None or target is None:
-        unknown = model_title(before_model if source is None else p.sd_model)
+        unknown = before.title if source is None else after.title
         generation.say_once("refiner-unknown", f"refiner: cannot tell which model family {unknown!r} belongs to.")
         raise RefinerSwitchError(
             f"Latent Interposer: the refiner switch involves {unknown!r}, whose latent space is unknown; "
@@ -170,12 +192,11 @@ def carry_across_switch(generation, denoiser, x: torch.Tensor, sigma: torch.Tens
             f"{UNSUPPORTED_SAMPLERS[sampler_name]}. Use Euler, Euler a, DPM++ 2M, DPM++ SDE or DDIM for a "
             "refiner of another family, or hires fix."
         )
-    keys = {_conditioning_key(before_model), _conditioning_key(p.sd_model)}
-    if (keys & {"hybrid", "concat"} and len(keys) > 1) or getattr(p.sd_model, "is_sdxl_inpaint", False):
+    if before.image_conditioned or after.image_conditioned:
         raise RefinerSwitchError(
-            f"Latent Interposer: the refiner {model_title(p.sd_model)!r} and the base model differ in image "
-            "conditioning (inpainting models); the webui does not rebuild it at the switch. Use a non-inpainting "
-            "refiner."
+            f"Latent Interposer: {before.title!r} or the refiner {after.title!r} is an inpainting (image-conditioned) "
+            "model; its conditioning latents are in the other family's space and the webui does not rebuild them at "
+            "the switch. Use non-inpainting checkpoints for a refiner of another family."
         )
 
     history = denoiser.__dict__.get(_HISTORY) or deque()

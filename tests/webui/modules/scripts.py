@@ -1,7 +1,15 @@
-"""Mirrors modules/scripts.py (1.10.1): the Script base class, AlwaysVisible, script loading
-(module name = file name, extension folder on sys.path while loading, every Script subclass in
-the module registered) and the ScriptRunner dispatch: processing hooks go to always-visible
-scripts only, and only to those whose *class* overrides the method."""
+"""Mirrors modules/scripts.py (1.10.1): the Script base class, AlwaysVisible, script loading and the
+ScriptRunner dispatch.
+
+``load_scripts()`` takes no argument, as in the webui: it lists ``<paths.script_path>/scripts/*.py``
+then each active extension's ``scripts/*.py`` (``modules.extensions``), loads each file as a module
+named after the file, with the extension folder on ``sys.path`` while loading, reports a file that
+fails to load and goes on, registers every Script subclass, and replaces ``scripts_txt2img`` and
+``scripts_img2img`` with new runners. Processing hooks go to always-visible scripts only, to those whose
+*class* overrides the method, and each call is wrapped as in the webui: an exception is reported
+(``errors.report``) and the next script runs. ``run`` (the dropdown script) is not wrapped.
+Left out: metadata.ini ordering, ``modules/processing_scripts`` (the webui's own Refiner/Seed/Sampler
+accordions; tests set ``p.refiner_checkpoint`` and friends as the API does) and user callback sorting."""
 
 from __future__ import annotations
 
@@ -12,12 +20,25 @@ from collections import namedtuple
 
 import gradio as gr
 
-from modules import script_callbacks, script_loading
+from modules import errors, extensions, paths, script_callbacks, script_loading
 
 AlwaysVisible = object()
 ScriptClassData = namedtuple("ScriptClassData", ["script_class", "path", "basedir", "module"])
+ScriptFile = namedtuple("ScriptFile", ["basedir", "filename", "path"])
 scripts_data: list = []
 current_basedir = None
+
+
+class MaskBlendArgs:
+    def __init__(self, current_latent, nmask, init_latent, mask, blended_latent, denoiser=None, sigma=None):
+        self.current_latent = current_latent
+        self.nmask = nmask
+        self.init_latent = init_latent
+        self.mask = mask
+        self.blended_latent = blended_latent
+        self.denoiser = denoiser
+        self.is_final_blend = denoiser is None
+        self.sigma = sigma
 
 
 class PostSampleArgs:
@@ -76,6 +97,9 @@ class Script:
     def post_sample(self, p, ps: PostSampleArgs, *args):
         pass
 
+    def on_mask_blend(self, p, mba: MaskBlendArgs, *args):
+        pass
+
     def postprocess(self, p, processed, *args):
         pass
 
@@ -94,28 +118,50 @@ def basedir():
     return current_basedir
 
 
-def load_scripts(extension_dirs):
-    """Load ``<dir>/scripts/*.py`` of each extension dir, as the webui does at start-up and on reload."""
-    global current_basedir
+def list_scripts(scriptdirname, extension, *, include_extensions=True):
+    scripts_list = []
+    root_script_basedir = os.path.join(paths.script_path, scriptdirname)
+    if os.path.exists(root_script_basedir):
+        for filename in sorted(os.listdir(root_script_basedir)):
+            if not os.path.isfile(os.path.join(root_script_basedir, filename)):
+                continue
+            if os.path.splitext(filename)[1].lower() != extension:
+                continue
+            scripts_list.append(ScriptFile(paths.script_path, filename, os.path.join(root_script_basedir, filename)))
+    if include_extensions:
+        for ext in extensions.active():
+            scripts_list += [x for x in ext.list_files(scriptdirname, extension) if os.path.isfile(x.path)]
+    return scripts_list
+
+
+def load_scripts():
+    """Load the webui's and every active extension's scripts, as the webui does at start-up and on reload."""
+    global current_basedir, scripts_txt2img, scripts_img2img
     scripts_data.clear()
     script_callbacks.clear_callbacks()
+    scripts_list = list_scripts("scripts", ".py")
     syspath = sys.path
-    for base in extension_dirs:
-        folder = os.path.join(base, "scripts")
-        for filename in sorted(os.listdir(folder)):
-            path = os.path.join(folder, filename)
-            if not filename.endswith(".py"):
-                continue
-            try:
-                sys.path = [base, *sys.path]
-                current_basedir = base
-                module = script_loading.load_module(path)
-                for script_class in module.__dict__.values():
-                    if isinstance(script_class, type) and issubclass(script_class, Script):
-                        scripts_data.append(ScriptClassData(script_class, path, base, module))
-            finally:
-                sys.path = syspath
-                current_basedir = None
+
+    def register_scripts_from_module(module):
+        for script_class in module.__dict__.values():
+            if isinstance(script_class, type) and issubclass(script_class, Script):
+                scripts_data.append(ScriptClassData(script_class, scriptfile.path, scriptfile.basedir, module))
+
+    for scriptfile in scripts_list:
+        try:
+            if scriptfile.basedir != paths.script_path:
+                sys.path = [scriptfile.basedir, *sys.path]
+            current_basedir = scriptfile.basedir
+            module = script_loading.load_module(scriptfile.path)
+            register_scripts_from_module(module)
+        except Exception:
+            errors.report(f"Error loading script: {scriptfile.filename}", exc_info=True)
+        finally:
+            sys.path = syspath
+            current_basedir = paths.script_path
+
+    scripts_txt2img = ScriptRunner()
+    scripts_img2img = ScriptRunner()
 
 
 class ScriptRunner:
@@ -196,20 +242,32 @@ class ScriptRunner:
 
     def _each(self, method_name, p, *extra, **kwargs):
         for script in self.list_scripts_for_method(method_name):
-            script_args = p.script_args[script.args_from : script.args_to]
-            getattr(script, method_name)(p, *extra, *script_args, **kwargs)
+            try:
+                script_args = p.script_args[script.args_from : script.args_to]
+                getattr(script, method_name)(p, *extra, *script_args, **kwargs)
+            except Exception:
+                errors.report(f"Error running {method_name}: {script.filename}", exc_info=True)
 
     def setup_scrips(self, p, *, is_ui=True):
         for script in self.list_scripts_for_method("setup"):
             if not is_ui and script.setup_for_ui_only:
                 continue
-            script.setup(p, *p.script_args[script.args_from : script.args_to])
+            try:
+                script.setup(p, *p.script_args[script.args_from : script.args_to])
+            except Exception:
+                errors.report(f"Error running setup: {script.filename}", exc_info=True)
 
     def before_process(self, p):
         self._each("before_process", p)
 
     def process(self, p):
         self._each("process", p)
+
+    def before_process_batch(self, p, **kwargs):
+        self._each("before_process_batch", p, **kwargs)
+
+    def process_batch(self, p, **kwargs):
+        self._each("process_batch", p, **kwargs)
 
     def process_before_every_sampling(self, p, **kwargs):
         self._each("process_before_every_sampling", p, **kwargs)
@@ -219,6 +277,9 @@ class ScriptRunner:
 
     def post_sample(self, p, ps):
         self._each("post_sample", p, ps)
+
+    def on_mask_blend(self, p, mba):
+        self._each("on_mask_blend", p, mba)
 
     def postprocess(self, p, processed):
         self._each("postprocess", p, processed)

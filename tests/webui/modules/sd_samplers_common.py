@@ -14,6 +14,19 @@ class InterruptedException(BaseException):
     pass
 
 
+def setup_img2img_steps(p, steps=None):
+    """img2img runs ``int(strength * steps)`` steps of a ``steps`` schedule; the hires pass (which passes
+    ``steps``) or ``img2img_fix_steps`` runs exactly the requested steps of a longer schedule instead."""
+    if opts.img2img_fix_steps or steps is not None:
+        requested_steps = steps or p.steps
+        steps = int(requested_steps / min(p.denoising_strength, 0.999)) if p.denoising_strength > 0 else 0
+        t_enc = requested_steps - 1
+    else:
+        steps = p.steps
+        t_enc = int(min(p.denoising_strength, 0.999) * steps)
+    return steps, t_enc
+
+
 def samples_to_images_tensor(sample, approximation=None, model=None):
     model = model or shared.sd_model
     with torch.no_grad(), devices.without_autocast():
@@ -72,7 +85,8 @@ def apply_refiner(cfg_denoiser, sigma=None):
 
 
 class TorchHijack:
-    """k-diffusion's ``torch.randn_like`` draws from the generation's ImageRNG (as in the webui)."""
+    """k-diffusion's ``torch.randn_like`` draws from the generation's ImageRNG (as in the webui): the next
+    noise of the image seeds, whatever the shape of ``x`` (a caller with another shape gets the wrong one)."""
 
     def __init__(self, p):
         self.rng = p.rng
@@ -80,11 +94,12 @@ class TorchHijack:
     def __getattr__(self, item):
         if item == "randn_like":
             return self.randn_like
-        return getattr(torch, item)
+        if hasattr(torch, item):
+            return getattr(torch, item)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{item}'")
 
     def randn_like(self, x):
-        noise = self.rng.next()
-        return noise if noise.shape == x.shape else torch.randn_like(x)
+        return self.rng.next()
 
 
 class Sampler:

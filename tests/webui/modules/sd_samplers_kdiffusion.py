@@ -117,8 +117,7 @@ class KDiffusionSampler(sd_samplers_common.Sampler):
     def sample_img2img(
         self, p, x, noise, conditioning, unconditional_conditioning, steps=None, image_conditioning=None
     ):
-        steps = steps or p.steps
-        t_enc = int(min(p.denoising_strength, 0.999) * steps)
+        steps, t_enc = sd_samplers_common.setup_img2img_steps(p, steps)
         sigmas = self.get_sigmas(p, steps)
         sigma_sched = sigmas[steps - t_enc - 1 :]
         xi = x + noise * sigma_sched[0]

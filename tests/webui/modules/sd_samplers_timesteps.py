@@ -90,8 +90,7 @@ class CompVisSampler(sd_samplers_common.Sampler):
     def sample_img2img(
         self, p, x, noise, conditioning, unconditional_conditioning, steps=None, image_conditioning=None
     ):
-        steps = steps or p.steps
-        t_enc = int(min(p.denoising_strength, 0.999) * steps)
+        steps, t_enc = sd_samplers_common.setup_img2img_steps(p, steps)
         timesteps = self.get_timesteps(p, steps)
         timesteps_sched = timesteps[:t_enc]
         alphas_cumprod = shared.sd_model.alphas_cumprod

@@ -26,6 +26,7 @@ options_templates.update(options_section(("vae", "VAE", "sd"), {
 options_templates.update(options_section(("img2img", "img2img", "sd"), {
     "inpainting_mask_weight": OptionInfo(1.0, "Inpainting conditioning mask strength"),
     "save_images_before_highres_fix": OptionInfo(False, "Save a copy of image before applying highres fix."),
+    "img2img_fix_steps": OptionInfo(False, "With img2img, do exactly the amount of steps the slider specifies."),
 }))  # fmt: skip
 options_templates.update(options_section(("sampler-params", "Sampler parameters", "sd"), {
     "eta_ancestral": OptionInfo(1.0, "Eta for k-diffusion samplers"),
