@@ -23,6 +23,8 @@
         "Warn when a global SD VAE override is forced onto the other family": "A VAE chosen in Settings > SD VAE is applied to every checkpoint; across families that gives blue or black images.",
         "Refiner switch strategy": "How the sampler's state crosses families at the refiner switch: noise-preserving (default) or restart with fresh noise (Fooocus-style).",
         "Extra noise at a restart switch": "Restart strategy only: how much more noise than the switch sigma to add (0.2 = 20% more).",
+        // txt2img > Hires. fix > Upscaler
+        "Latent (NN)": "Learned latent upscaler (city96's SD-Latent-Upscaler v2.1): sharper than the Latent modes at the same speed, no VAE decode/encode. With the Latent Interposer it also converts SDXL <-> SD1.5 latents for a hires checkpoint of the other family.",
         // X/Y/Z plot axis
         "Latent interposer": "X/Y/Z plot axis: Off, On, or an explicit direction per cell."
     });

@@ -18,7 +18,7 @@ from modules import paths, processing, script_callbacks, scripts, sd_samplers_cf
 
 try:
     from interposer.a1111 import options as li_options
-    from interposer.a1111.generation import Generation, clear_infotext
+    from interposer.a1111.generation import Generation, clear_infotext, uses_learned_upscale
     from interposer.a1111.refiner import RefinerHook
     from interposer.directions import direction as parse_direction
     from interposer.runtime import Converter
@@ -86,7 +86,12 @@ def _status_html() -> str:
 # --------------------------------------------------------------------------- settings and X/Y/Z
 
 
-def on_ui_settings() -> None:
+def register_settings() -> None:
+    """Add the settings to ``shared.opts`` (idempotent).
+
+    Called when the script loads, not only from ``on_ui_settings``: with ``--nowebui`` the webui never runs
+    ``on_ui_settings`` callbacks, and API users must still be able to read and set these options
+    (``/sdapi/v1/options``, ``override_settings``). The callback runs it again when a UI is built."""
     if IMPORT_ERROR:
         return
     components = {"checkbox": gr.Checkbox, "radio": gr.Radio, "dropdown": gr.Dropdown, "textbox": gr.Textbox,
@@ -125,7 +130,19 @@ def on_before_ui() -> None:
     xyz.axis_options.append(xyz.AxisOptionTxt2Img(AXIS_LABEL, str, apply, confirm=confirm, choices=lambda: choices))
 
 
-script_callbacks.on_ui_settings(on_ui_settings, name="latent_interposer")
+def register_upscale_mode() -> None:
+    """The hires *Upscaler* entry ``Latent (NN)``: in the dropdown, ``/sdapi/v1/latent-upscale-modes``, X/Y/Z.
+
+    The webui builds those lists from ``shared.latent_upscale_modes`` after scripts are loaded. Without the
+    package (IMPORT_ERROR) the entry is not offered: it would silently be bilinear."""
+    if not IMPORT_ERROR:
+        mode = dict(li_options.LEARNED_UPSCALE_SETTINGS)
+        shared.latent_upscale_modes.setdefault(li_options.LEARNED_UPSCALE_MODE, mode)
+
+
+register_settings()
+register_upscale_mode()
+script_callbacks.on_ui_settings(register_settings, name="latent_interposer")
 script_callbacks.on_before_ui(on_before_ui, name="latent_interposer")
 
 if not IMPORT_ERROR:
@@ -170,7 +187,7 @@ class LatentInterposerScript(scripts.Script):
             )  # fmt: skip
             gr.HTML(_status_html(), elem_id=self.elem_id("status"))
         self.infotext_fields = [
-            (enabled, lambda d: li_options.INFOTEXT_KEY in d or li_options.REFINER_INFOTEXT_KEY in d),
+            (enabled, _pasted_enabled),
             (direction, lambda d: _pasted(d, "direction")),
             (precision, lambda d: _pasted(d, "precision")),
             (strategy, lambda d: _pasted(d, "strategy")),
@@ -190,6 +207,15 @@ class LatentInterposerScript(scripts.Script):
             return processing.process_images(p)
         finally:
             generation.detach()
+
+
+def _pasted_enabled(params: dict):
+    """Tick *Enable* when the pasted image was made with the interposer; otherwise leave it alone.
+
+    The webui turns every non-``None`` value into an update, so returning ``False`` for an image made without
+    the script would untick a selected script and let the next cross-family hires pass run unconverted."""
+    ran = li_options.INFOTEXT_KEY in params or li_options.REFINER_INFOTEXT_KEY in params
+    return True if ran or params.get("Script") == li_options.TITLE else None
 
 
 def _pasted(params: dict, field: str):
@@ -226,10 +252,12 @@ class LatentInterposerAutomatic(scripts.Script):
         if Generation.of(p) is not None:  # the dropdown script is running this generation
             return
         mode = getattr(p, XYZ_ATTRIBUTE, None)
-        if mode == "Off" or (mode is None and not _option("latent_interposer_auto_apply", False)):
+        convert = not (mode == "Off" or (mode is None and not _option("latent_interposer_auto_apply", False)))
+        if not convert and not uses_learned_upscale(p):
             return
+        # Latent (NN) is the user's hires upscaler choice: it runs whether or not the interposer converts.
         direction = mode if mode in li_options.WEBUI_DIRECTIONS else li_options.FROM_SETTINGS
-        _attach(p, "automatic", direction=direction)
+        _attach(p, "automatic", direction=direction, enabled=convert)
 
     def postprocess(self, p, processed, *args):
         generation = None if IMPORT_ERROR else Generation.of(p)

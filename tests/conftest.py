@@ -78,3 +78,31 @@ def linear_weights(tmp_path_factory, tiny_vaes, fit_images):
         target = folder / "v4.0" / dirn.filename()
         paths[name] = save_weights(target, state, config, direction=dirn, metadata={"version": "linear-fit"})
     return folder, paths
+
+
+@pytest.fixture(scope="session")
+def linear_upscalers(tmp_path_factory, tiny_vaes, fit_images, linear_weights):
+    """A weights folder with the closed-form interposers *and* least-squares linear upscalers (v2.1 layout,
+    published names) for v1 and xl at every published factor: the webui can run ``Latent (NN)`` offline."""
+    import shutil
+
+    import torch.nn.functional as F
+
+    from interposer.linear_upscaler import filter_to_upscaler, fit_upscale_filter
+    from interposer.upscalers import upscaler
+
+    folder = tmp_path_factory.mktemp("weights_with_upscalers")
+    shutil.copytree(linear_weights[0], folder, dirs_exist_ok=True)
+    for family in ("v1", "xl"):
+        vae = tiny_vaes[family]
+        for factor in (1.25, 1.5, 2.0):
+            side = 160 if factor == 1.25 else 192  # both sides whole latents (multiples of 8 * factor)
+            images = fit_images[..., :side, :side]
+            high = vae.space.to_raw(vae.encode(images))
+            small = F.interpolate(images, size=(int(side / factor),) * 2, mode="bicubic", antialias=True)
+            low = vae.space.to_raw(vae.encode(small.clamp(0, 1)))
+            weight, bias = fit_upscale_filter(low, high, factor)
+            state, config = filter_to_upscaler(weight, bias, factor)
+            spec = upscaler(family, factor)
+            save_weights(folder / spec.filename(), state, config, direction=spec, metadata={"version": "linear-fit"})
+    return folder

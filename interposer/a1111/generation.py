@@ -15,10 +15,20 @@ from collections.abc import Callable
 from typing import Any
 
 from ..directions import Direction, direction
+from ..errors import InterposerError
 from ..runtime import ConversionReport, Converter
 from ..spaces import LatentSpace
 from .families import family_of, model_title
-from .options import AUTO, INFOTEXT_KEY, REFINER_INFOTEXT_KEY, GenerationOptions, format_infotext
+from .options import (
+    AUTO,
+    INFOTEXT_KEY,
+    LEARNED_UPSCALE_MODE,
+    REFINER_INFOTEXT_KEY,
+    UPSCALER_INFOTEXT_KEY,
+    GenerationOptions,
+    format_infotext,
+    format_upscaler_infotext,
+)
 
 ATTRIBUTE = "latent_interposer_generation"
 _WRAPPED = ("sample", "sample_hr_pass")
@@ -117,7 +127,10 @@ class Generation:
     def _sample_hr_pass(self, original: Callable, samples, decoded_samples, *args, **kwargs):
         if self.options is None:  # sample() was not called through our wrapper: nothing is known
             return original(samples, decoded_samples, *args, **kwargs)
-        if self.options.enabled and samples is not None and getattr(self.p, "latent_scale_mode", None) is not None:
+        latent_mode = getattr(self.p, "latent_scale_mode", None) is not None
+        if samples is not None and latent_mode and uses_learned_upscale(self.p):
+            samples = self.learned_upscale(samples, family_of(self.p.sd_model))
+        elif self.options.enabled and samples is not None and latent_mode:
             target = family_of(self.p.sd_model)
             dirn = self.plan(self.latent_space, target)
             if dirn is not None:
@@ -134,6 +147,40 @@ class Generation:
                 "encodes with the hires VAE, so there is nothing to convert.",
             )
         return original(samples, decoded_samples, *args, **kwargs)
+
+    def learned_upscale(self, samples, target: LatentSpace | None):
+        """``Latent (NN)``: latents of exactly the webui's target size, in the hires model's space.
+
+        Same family (or the interposer off): the learned upscaler of the first pass's family. Across
+        families with the interposer on: convert and upscale (the order in ``runtime.DEFAULT_ORDER``).
+        The webui's own interpolation to the same size afterwards changes nothing.
+        """
+        size = (int(self.p.hr_upscale_to_y) // 8, int(self.p.hr_upscale_to_x) // 8)
+        source = self.latent_space
+        dirn = self.plan(source, target) if self.options.enabled else None
+        if dirn is not None:
+            self.warn_about_vae_override(dirn)
+            result, reports = self.converter.run_convert_upscale(samples, dirn.src, dirn.dst, size=size)
+            self.latent_space = target if target is not None else dirn.dst
+        else:
+            if source is None:
+                raise UnknownFamilyError(
+                    f"Latent Interposer: the hires upscaler {LEARNED_UPSCALE_MODE!r} needs to know which model family "
+                    f"{self.first_pass_title!r} belongs to (to pick its latent upscaler), and it cannot tell. Choose "
+                    "another hires upscaler, or an explicit direction in the script."
+                )
+            if not self.options.enabled and target is not None and target.name != source.name:
+                self.say_once(
+                    "nn-crossing",
+                    f"the hires pass goes from {source.label} to {target.label}, but the interposer is off: "
+                    f"{LEARNED_UPSCALE_MODE} upscales the {source.name} latents only. Select the Latent Interposer "
+                    "script (or turn on Apply automatically) to convert them.",
+                )
+            result, report = self.converter.run_upscale(samples, source, size=size)
+            reports = [report]
+        for report in reports:
+            self.record(report, "hires")
+        return result
 
     # ------------------------------------------------------------------ decisions
 
@@ -173,15 +220,25 @@ class Generation:
     def convert(self, latents, dirn: Direction, stage: str):
         """Convert with the shared converter, log one line and record the infotext."""
         converted, report = self.converter.run(latents, dirn)
+        self.record(report, stage)
+        return converted
+
+    def record(self, report: ConversionReport, stage: str) -> None:
+        """One console line and the infotext entry for a model run (a conversion or an upscale)."""
         self.reports.append(report)
+        if report.kind == "upscaler":
+            self.log(f"{stage} upscale: {report}")
+            self.p.extra_generation_params[UPSCALER_INFOTEXT_KEY] = format_upscaler_infotext(
+                report.direction, report.version, report.precision
+            )
+            return
         self.log(f"{stage}: {report}")
         key = INFOTEXT_KEY if stage == "hires" else REFINER_INFOTEXT_KEY
         explicit = stage == "hires" and self.options.direction != AUTO
         strategy = None if stage == "hires" else self.options.refiner_strategy
         self.p.extra_generation_params[key] = format_infotext(
-            dirn.name, report.version, report.precision, explicit, strategy
+            report.direction, report.version, report.precision, explicit, strategy
         )
-        return converted
 
     def warn_about_vae_override(self, dirn: Direction) -> None:
         if not self.options.warn_vae_override:
@@ -206,5 +263,14 @@ def clear_infotext(p: Any) -> None:
     """Forget keys a previous X/Y/Z cell wrote (cells share one extra_generation_params dict)."""
     params = getattr(p, "extra_generation_params", None)
     if isinstance(params, dict):
-        params.pop(INFOTEXT_KEY, None)
-        params.pop(REFINER_INFOTEXT_KEY, None)
+        for key in (INFOTEXT_KEY, REFINER_INFOTEXT_KEY, UPSCALER_INFOTEXT_KEY):
+            params.pop(key, None)
+
+
+def uses_learned_upscale(p: Any) -> bool:
+    """A txt2img job whose hires pass upscales with ``Latent (NN)``."""
+    return bool(getattr(p, "enable_hr", False)) and getattr(p, "hr_upscaler", None) == LEARNED_UPSCALE_MODE
+
+
+class UnknownFamilyError(InterposerError, RuntimeError):
+    """The model family of a checkpoint is needed and cannot be told."""

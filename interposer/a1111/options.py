@@ -20,6 +20,13 @@ CATEGORY = "sd"
 TITLE = "Latent Interposer"
 INFOTEXT_KEY = "Latent interposer"
 REFINER_INFOTEXT_KEY = "Latent interposer refiner"
+UPSCALER_INFOTEXT_KEY = "Latent upscaler"
+
+# The hires "Upscaler" entry of the learned latent upscaler. Registered in shared.latent_upscale_modes;
+# the mode dict is what the webui's own F.interpolate then uses: bilinear to the same size is an identity
+# (tests/test_webui_upscaler.py proves it bit for bit), and our hook hands it latents of exactly that size.
+LEARNED_UPSCALE_MODE = "Latent (NN)"
+LEARNED_UPSCALE_SETTINGS = {"mode": "bilinear", "antialias": False}
 
 # Families the webui can load (SD1.x/2.x, SDXL, SD3): directions between them that have weights.
 WEBUI_DIRECTIONS = tuple(f"{s}-to-{d}" for s, d in PUBLISHED if s in ("v1", "xl", "v3") and d in ("v1", "xl", "v3"))
@@ -129,6 +136,11 @@ def format_infotext(direction: str, version: str, precision: str, explicit: bool
     strategy for a refiner switch)."""
     extra = (["explicit"] if explicit else []) + ([strategy_tag(strategy)] if strategy else [])
     return ", ".join([direction, version, precision, *extra])
+
+
+def format_upscaler_infotext(label: str, version: str, precision: str) -> str:
+    """``v1 x1.5, v2.1, fp16``: what the learned upscale ran (a chain reads ``v1 x1.25+x1.5+resize``)."""
+    return ", ".join([label, version, precision])
 
 
 def strategy_tag(strategy: str) -> str:

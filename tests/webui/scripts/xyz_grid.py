@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from copy import copy
 
-from modules import processing, scripts
+from modules import processing, scripts, shared
 
 
 def format_value_add_label(p, opt, x):
@@ -47,7 +47,12 @@ def apply_field(field):
 
 axis_options = [
     AxisOption("Nothing", str, lambda p, x, xs: None),
-    AxisOptionTxt2Img("Hires upscaler", str, apply_field("hr_upscaler")),
+    AxisOptionTxt2Img(
+        "Hires upscaler",
+        str,
+        apply_field("hr_upscaler"),
+        choices=lambda: [*shared.latent_upscale_modes, *[x.name for x in shared.sd_upscalers]],
+    ),
 ]
 
 

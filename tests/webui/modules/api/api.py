@@ -86,3 +86,19 @@ def text2imgapi(request: dict):
             p.script_args = tuple(script_args)
             processed = processing.process_images(p)
     return processed
+
+
+def get_latent_upscale_modes():
+    """GET /sdapi/v1/latent-upscale-modes: the keys of shared.latent_upscale_modes, as the webui lists them."""
+    return [{"name": upscale_mode} for upscale_mode in [*(shared.latent_upscale_modes or {})]]
+
+
+def get_config():
+    """GET /sdapi/v1/options: every key of opts.data (not data_labels), as in the webui."""
+    options = {}
+    for key in shared.opts.data:
+        metadata = shared.opts.data_labels.get(key)
+        options[key] = (
+            shared.opts.data.get(key, metadata.default) if metadata is not None else shared.opts.data.get(key)
+        )
+    return options

@@ -1,0 +1,157 @@
+"""``Latent (NN)``: the learned latent upscaler as a hires upscaler, against the A1111 1.10.1 stand-in."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import photo
+from webui_env import SIZE, boot
+
+from interposer.a1111 import options as li_options
+from interposer.a1111.generation import ATTRIBUTE
+from interposer.runtime import Converter, ModelCache
+from interposer.weights import WeightsQuery
+
+TITLE = "Latent Interposer"
+NN = "Latent (NN)"
+HIRES = (SIZE * 3 // 2) // 8  # 36 latents
+
+
+@pytest.fixture
+def webui(monkeypatch, tmp_path, tiny_vaes, linear_upscalers):
+    return boot(monkeypatch, tmp_path, tiny_vaes, photo("045.jpg", SIZE), linear_upscalers)
+
+
+@pytest.fixture
+def first_pass(webui, monkeypatch):
+    """The first pass's latents of each job (what sample_hr_pass receives)."""
+    from modules import sd_samplers_kdiffusion
+
+    seen = []
+    original = sd_samplers_kdiffusion.KDiffusionSampler.sample
+
+    def spy(self, p, *args, **kwargs):
+        samples = original(self, p, *args, **kwargs)
+        seen.append(samples.clone())
+        return samples
+
+    monkeypatch.setattr(sd_samplers_kdiffusion.KDiffusionSampler, "sample", spy)
+    return seen
+
+
+def _converter(folder) -> Converter:
+    query = WeightsQuery(folders=(str(folder),), allow_download=False)
+    return Converter(weights=query, device="cpu", precision="fp32", cache=ModelCache())
+
+
+def test_the_mode_is_listed_where_the_webui_lists_hires_upscalers(webui):
+    from modules import scripts, shared
+    from modules.api import api
+
+    assert shared.latent_upscale_modes[NN] == {"mode": "bilinear", "antialias": False}
+    assert {"name": NN} in api.get_latent_upscale_modes()
+    xyz = next(d.module for d in scripts.scripts_data if d.script_class.__module__ == "xyz_grid.py")
+    axis = next(option for option in xyz.axis_options if option.label == "Hires upscaler")
+    assert NN in axis.choices()
+
+
+def test_the_webuis_interpolation_after_our_hook_is_an_identity():
+    """The webui calls F.interpolate(samples, size=target, mode=<our dict>) after sample_hr_pass's start;
+    our latents already have the target size, so it must return them bit for bit."""
+    mode = li_options.LEARNED_UPSCALE_SETTINGS
+    for shape in [(1, 4, 36, 36), (2, 4, 37, 53), (1, 16, 48, 40)]:
+        x = torch.randn(shape)
+        y = F.interpolate(x, size=shape[-2:], mode=mode["mode"], antialias=mode["antialias"])
+        assert torch.equal(x, y)
+
+
+def test_same_family_without_the_script_upscales_with_the_learned_upscaler(webui, first_pass, linear_upscalers):
+    processed = webui.generate(None, hr_upscaler=NN, hr_checkpoint_name="Use same checkpoint")
+    hires = webui.hires_inputs[-1]
+    assert tuple(hires.x.shape) == (1, 4, HIRES, HIRES)
+    expected = _converter(linear_upscalers).upscale(first_pass[-1], "xl", size=(HIRES, HIRES))
+    assert torch.allclose(hires.x, expected, atol=1e-5)  # exactly our upscale reached the sampler
+    assert 'Latent upscaler: "xl x1.5, linear-fit, fp32"' in processed.infotexts[0]
+    assert "Latent interposer:" not in processed.infotexts[0]
+    assert sum("hires upscale: xl x1.5 (1, 4, 24, 24) -> (1, 4, 36, 36)" in line for line in webui.console) == 1
+    assert ATTRIBUTE not in vars(webui.last_p)
+
+
+def test_across_families_with_the_script_converts_and_upscales(webui, first_pass, linear_upscalers):
+    processed = webui.generate(TITLE, hr_upscaler=NN)
+    hires = webui.hires_inputs[-1]
+    assert hires.model.is_sd1 and tuple(hires.x.shape) == (1, 4, HIRES, HIRES)
+    converter = _converter(linear_upscalers)
+    expected = converter.upscale(converter.convert(first_pass[-1], "xl", "v1"), "v1", size=(HIRES, HIRES))
+    assert torch.allclose(hires.x, expected, atol=1e-5)
+    text = processed.infotexts[0]
+    assert 'Latent interposer: "xl-to-v1, linear-fit, fp32"' in text
+    assert 'Latent upscaler: "v1 x1.5, linear-fit, fp32"' in text
+    assert webui.hires_psnr(family="v1") > 15
+    lines = [line for line in webui.console if "hires" in line and "->" in line]
+    assert len(lines) == 2 and "hires: xl-to-v1" in lines[0] and "hires upscale: v1 x1.5" in lines[1]
+
+
+def test_across_families_with_the_interposer_off_says_so(webui):
+    processed = webui.generate(None, hr_upscaler=NN)
+    assert 'Latent upscaler: "xl x1.5' in processed.infotexts[0]
+    assert "Latent interposer:" not in processed.infotexts[0]
+    assert sum("but the interposer is off" in line for line in webui.console) == 1
+
+
+def test_any_hires_size_reaches_the_webuis_target(webui):
+    webui.generate(None, hr_upscaler=NN, hr_checkpoint_name="Use same checkpoint", hr_scale=1.75)
+    assert tuple(webui.hires_inputs[-1].x.shape[-2:]) == (int(SIZE * 1.75) // 8,) * 2
+    assert any("hires upscale: xl x1.5+x1.25+resize" in line for line in webui.console)  # 1.875x, then down
+
+
+def test_api_hires_call_with_the_learned_upscaler(webui):
+    from modules.api import api
+
+    request = {
+        "prompt": "a photo", "seed": 1, "steps": 6, "width": SIZE, "height": SIZE, "sampler_name": "Euler",
+        "enable_hr": True, "hr_scale": 1.5, "hr_upscaler": NN, "denoising_strength": 0.5,
+        "hr_second_pass_steps": 4, "hr_checkpoint_name": "sd15_style",
+        "script_name": "Latent Interposer", "script_args": [True, "Auto", "From settings", "From settings"],
+    }  # fmt: skip
+    info = api.text2imgapi(request).infotexts[0]
+    assert 'Latent upscaler: "v1 x1.5' in info and 'Latent interposer: "xl-to-v1' in info
+    request = {k: v for k, v in request.items() if k not in ("script_name", "script_args")}
+    request["hr_checkpoint_name"] = "Use same checkpoint"
+    info = api.text2imgapi(request).infotexts[0]
+    assert 'Latent upscaler: "xl x1.5' in info and "Latent interposer" not in info
+
+
+def test_xyz_hires_upscaler_axis_switches_between_latent_and_nn(webui):
+    from modules import scripts
+
+    xyz = next(d.module for d in scripts.scripts_data if d.script_class.__module__ == "xyz_grid.py")
+    axis = next(option for option in xyz.axis_options if option.label == "Hires upscaler")
+    p = webui.make_p(hr_checkpoint_name="Use same checkpoint")
+    p.scripts = webui.runner
+    p.script_args = tuple(webui.script_args())
+    plain, learned, plain_again = xyz.run_cells(p, axis, ["Latent", NN, "Latent"])
+    assert "Latent upscaler" not in plain.infotexts[0]
+    assert "Latent upscaler" in learned.infotexts[0]
+    assert "Latent upscaler" not in plain_again.infotexts[0]  # the shared dict was cleaned for this cell
+
+
+def test_upscale_button_path(webui):
+    """The ✨ button: the first-pass image is encoded with the SDXL VAE, then converted and upscaled."""
+    webui.generate(TITLE, hr_upscaler=NN, firstpass_image=webui.photo)
+    assert tuple(webui.hires_inputs[-1].x.shape) == (1, 4, HIRES, HIRES)
+    assert any("hires upscale: v1 x1.5" in line for line in webui.console)
+    assert webui.hires_psnr(family="v1") > 15
+
+
+def test_missing_upscaler_weights_stop_the_generation_with_file_folder_and_url(webui, tmp_path, linear_weights):
+    from modules import shared
+
+    shared.opts.data["latent_interposer_weights_dir"] = str(linear_weights[0])  # interposers only
+    with pytest.raises(Exception) as info:
+        webui.generate(TITLE, hr_upscaler=NN)
+    message = str(info.value)
+    assert "latent-upscaler-v2.1_SDv1-x1.5.safetensors" in message and str(linear_weights[0]) in message
+    assert "https://huggingface.co/city96/SD-Latent-Upscaler/resolve/main/latent-upscaler-v2.1_SDv1-x1.5" in message
+    assert not webui.hires_inputs  # never a bilinear or unconverted hires pass instead
