@@ -290,3 +290,46 @@ def test_ui_is_side_effect_free_and_has_tooltips_for_every_label(webui):
     for label in [*labels, *settings, TITLE, "Latent interposer"]:
         assert tooltips.get(label), f"no tooltip for {label!r}"
     assert "setInterval" not in webui_js and "MutationObserver" not in webui_js and "onUiUpdate" not in webui_js
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, None),  # another image's parameters: leave the control alone
+        ({"Script": "Latent Interposer"}, True),  # made with the script, nothing needed converting
+        ({"Latent interposer": "xl-to-v1, v4.0, fp16"}, True),
+        ({"Latent interposer refiner": "xl-to-v1, v4.0, fp16, noise-preserving"}, True),
+    ],
+)
+def test_pasting_never_unticks_enable(webui, extra, expected):
+    """infotext_utils turns every non-None value into an update: False would untick a selected script."""
+    from modules.infotext_utils import apply_paste, parse_generation_parameters
+
+    text = "a photo\nSteps: 6, Sampler: Euler, CFG scale: 5.0, Seed: 1, Size: 192x192, Model: sdxl_base"
+    extras = "".join(f', {k}: "{v}"' for k, v in extra.items())
+    params = parse_generation_parameters(text + extras)
+    updates = {c.label: v for c, v in apply_paste(webui.runner.infotext_fields, params).items()}
+    assert updates.get("Enable Latent Interposer") is expected
+
+
+def test_settings_exist_without_any_ui_settings_callback(webui):
+    """--nowebui: settings registered only in on_ui_settings were missing from /sdapi/v1/options in 1.10.1.
+    Here the scripts are reloaded and no UI is built: the options must exist anyway."""
+    from modules import script_callbacks, scripts, shared
+    from modules.api import api
+
+    for key in [k for k in shared.opts.data_labels if k.startswith("latent_interposer_")]:
+        del shared.opts.data_labels[key]
+        shared.opts.data.pop(key, None)
+    fired = []
+    original = script_callbacks.ui_settings_callback
+    script_callbacks.ui_settings_callback = lambda: fired.append(True)
+    try:
+        scripts.load_scripts()
+    finally:
+        script_callbacks.ui_settings_callback = original
+    assert not fired
+    config = api.get_config()
+    for setting in li_options.SETTINGS:
+        assert setting.key in shared.opts.data_labels
+        assert config[setting.key] == setting.default
