@@ -7,9 +7,9 @@ Measured side by side in one run, on one device, at 512^2 and 1024^2 images (lat
 * full VAE bridge: diffusers ``AutoencoderKL`` decode (SDXL config) + encode (SD config), the
   path A1111 takes today across families. Random weights cost the same time as real ones.
 
-Each case runs in its own process so that the peak-memory column is that case's alone
-(CPU: growth of the resident set; CUDA: ``torch.cuda.max_memory_allocated``). Ratios are
-relative to the interposer in the same run. Absolute times are only meaningful from a GPU.
+Each case runs in its own process (``bench/harness.py``) so that the peak-memory column is that
+case's alone. Ratios are relative to the interposer in the same run. Absolute times are only
+meaningful from a GPU.
 
     python bench/bench_conversion.py                  # CPU
     python bench/bench_conversion.py --device cuda    # GPU (fp16 by default there)
@@ -19,67 +19,48 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import os
-import resource
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from harness import DTYPES, device_label, run_case, sd_vae  # noqa: E402
 
 METHODS = ("interposer", "taesd_bridge", "vae_bridge")
+NAMES = {v: k for k, v in DTYPES.items()}
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def build_interposer(device, dtype, weights_file):
+    from interposer import Converter, InterposerV4, ModelCache, WeightsQuery
+
+    query = WeightsQuery(path=weights_file)
+    converter = Converter(weights=query, device=str(device), precision=NAMES[dtype], cache=ModelCache())
+    return (lambda z: converter.convert(z, "xl", "v1")), sum(p.numel() for p in InterposerV4().parameters())
 
 
-def _sdvae(diffusers):
-    return diffusers.AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=512,
-    )
+def build_taesd_bridge(device, dtype, taesd_dir=None):
+    from interposer.spaces import SPACES
+    from interposer.taesd import TinyVAE, load_tiny_vae, make_decoder, make_encoder
+
+    if taesd_dir:
+        xl = load_tiny_vae("xl", taesd_dir, parts=("decoder",), allow_download=False)
+        v1 = load_tiny_vae("v1", taesd_dir, parts=("encoder",), allow_download=False)
+    else:
+        xl, v1 = TinyVAE(SPACES["xl"], None, make_decoder(4)), TinyVAE(SPACES["v1"], make_encoder(4), None)
+    dec, enc = xl.decoder.to(device, dtype), v1.encoder.to(device, dtype)
+    params = sum(p.numel() for p in dec.parameters()) + sum(p.numel() for p in enc.parameters())
+    return (lambda z: enc(dec(z.to(dtype)).clamp(0, 1))), params
 
 
-def _build(method: str, device: torch.device, dtype: torch.dtype, weights_file: str, taesd_dir: str | None):
-    """Return (callable on scaled SDXL latents, parameter count)."""
-    if method == "interposer":
-        from interposer import Converter, InterposerV4, ModelCache, WeightsQuery
-
-        precision = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
-        converter = Converter(
-            weights=WeightsQuery(path=weights_file), device=str(device), precision=precision, cache=ModelCache()
-        )
-        return (lambda z: converter.convert(z, "xl", "v1")), sum(p.numel() for p in InterposerV4().parameters())
-    if method == "taesd_bridge":
-        from interposer.spaces import SPACES
-        from interposer.taesd import TinyVAE, load_tiny_vae, make_decoder, make_encoder
-
-        if taesd_dir:
-            xl = load_tiny_vae("xl", taesd_dir, parts=("decoder",), allow_download=False)
-            v1 = load_tiny_vae("v1", taesd_dir, parts=("encoder",), allow_download=False)
-        else:
-            xl, v1 = TinyVAE(SPACES["xl"], None, make_decoder(4)), TinyVAE(SPACES["v1"], make_encoder(4), None)
-        dec, enc = xl.decoder.to(device, dtype), v1.encoder.to(device, dtype)
-        params = sum(p.numel() for p in dec.parameters()) + sum(p.numel() for p in enc.parameters())
-        return (lambda z: enc(dec(z.to(dtype)).clamp(0, 1))), params
+def build_vae_bridge(device, dtype):
     import diffusers
 
-    diffusers.utils.logging.set_verbosity_error()
-    xl, v1 = _sdvae(diffusers).to(device, dtype).eval(), _sdvae(diffusers).to(device, dtype).eval()
+    xl, v1 = sd_vae(diffusers).to(device, dtype).eval(), sd_vae(diffusers).to(device, dtype).eval()
 
     def bridge(z):
         image = xl.decode(z.to(dtype) / 0.13025).sample
@@ -87,42 +68,6 @@ def _build(method: str, device: torch.device, dtype: torch.dtype, weights_file: 
 
     params = sum(p.numel() for p in xl.decoder.parameters()) + sum(p.numel() for p in v1.encoder.parameters())
     return bridge, params
-
-
-def _measure(method, size, device_name, dtype_name, repeats, weights_file, taesd_dir, queue):
-    torch.set_grad_enabled(False)
-    device, dtype = torch.device(device_name), getattr(torch, dtype_name)
-    fn, params = _build(method, device, dtype, weights_file, taesd_dir)
-    z = torch.randn(1, 4, size // 8, size // 8, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    fn(z)  # warm-up (kernel selection, lazy init)
-    sync()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = _rss_bytes()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(z)
-        sync()
-        times.append((time.perf_counter() - start) * 1000)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base  # ru_maxrss is KiB on Linux
-    queue.put({"ms": statistics.median(times), "params": params, "peak_mib": max(peak, 0) / 2**20})
-
-
-def run_case(method, size, device, dtype, repeats, weights_file, taesd_dir) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(method, size, device, dtype, repeats, weights_file, taesd_dir, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
 
 
 def main() -> None:
@@ -136,22 +81,25 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     precision = args.precision or ("fp16" if args.device.startswith("cuda") else "fp32")
-    dtype = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[precision]
     repeats = args.repeats or (20 if args.device.startswith("cuda") else 3)
 
     from interposer import InterposerV4, direction, save_weights
 
+    label = device_label(args.device)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         weights = str(Path(tmp) / "xl-to-v1_random.safetensors")
         model = InterposerV4()
         save_weights(weights, model.state_dict(), model.config, direction=direction("xl-to-v1"))
-        device_label = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU x{os.cpu_count()}"
-        print(f"device: {device_label}, torch {torch.__version__}, {precision}, median of {repeats} runs, batch 1")
-        rows = []
+        print(f"device: {label}, torch {torch.__version__}, {precision}, median of {repeats} runs, batch 1")
         for size in args.sizes:
             base = None
             for method in args.methods:
-                result = run_case(method, size, args.device, dtype, repeats, weights, args.taesd_dir)
+                options = {"weights_file": weights} if method == "interposer" else {}
+                if method == "taesd_bridge":
+                    options = {"taesd_dir": args.taesd_dir}
+                result = run_case(f"bench_conversion:build_{method}", options, (1, 4, size // 8, size // 8),
+                                  args.device, precision, repeats)  # fmt: skip
                 base = base or (result["ms"] if method == "interposer" else None)
                 result.update(method=method, size=size, ratio=(result["ms"] / base) if base else None)
                 rows.append(result)
@@ -162,7 +110,7 @@ def main() -> None:
                     flush=True,
                 )
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": device_label, "precision": precision, "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"device": label, "precision": precision, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
