@@ -8,6 +8,9 @@ take composition and colour from the latents it is handed, as a real refiner doe
 
 from __future__ import annotations
 
+import re
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,6 +23,15 @@ from interposer.images import psnr
 
 TITLE = "Latent Interposer"
 SAMPLERS = ["Euler", "Euler a", "DPM++ 2M", "DPM++ SDE", "DDIM"]
+# Every sampler A1111 1.10.1 lists, in its order (k-diffusion, timesteps, LCM).
+WEBUI_SAMPLERS = ["DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE",
+                  "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart", "DDIM",
+                  "DDIM CFG++", "PLMS", "UniPC", "LCM"]  # fmt: skip
+REFUSED = {
+    "LMS": "derivatives of up to four past steps, computed inside the sampler",
+    "DPM adaptive": "previous accepted state and its controller's past errors",
+    "UniPC": "own corrected state and its own list of past x0 predictions",
+}
 
 
 @pytest.fixture
@@ -48,6 +60,16 @@ def refine(webui, title=TITLE, hires=True, **kwargs):
     return psnr(image, F.interpolate(webui.photo, size=image.shape[-2:], mode="area")), processed
 
 
+def small_switch(webui, title=TITLE, **kwargs):
+    """txt2img at 128 px (16x16 latents), 10 steps, SDXL base from noise, SD1.5 refiner at 0.6: quick."""
+    settings = dict(refiner_checkpoint="sd15_style", refiner_switch_at=0.6, steps=10, width=128, height=128,
+                    enable_hr=False)  # fmt: skip
+    settings.update(kwargs)
+    processed = webui.generate(title, **settings)
+    image = processed.images[0][None]
+    return psnr(image, F.interpolate(webui.photo, size=image.shape[-2:], mode="area")), processed
+
+
 def refiner_lines(webui):
     return [line for line in webui.console if "refiner: " in line]
 
@@ -61,6 +83,103 @@ def test_noise_preserving_switch_ends_close_to_the_photo(webui, sampler):
     without, _ = refine(webui, title=None, sampler_name=sampler)
     assert with_interposer > 19.0, (sampler, with_interposer)
     assert with_interposer > without + 5.0, (sampler, with_interposer, without)
+
+
+def test_the_list_is_the_webuis():
+    from modules import sd_samplers
+
+    assert [s.name for s in sd_samplers.all_samplers] == WEBUI_SAMPLERS
+    assert sorted(refiner_module.SAMPLERS) == sorted(WEBUI_SAMPLERS)
+
+
+@pytest.mark.parametrize("sampler", WEBUI_SAMPLERS)
+def test_every_sampler_is_carried_across_completely_or_refused(webui, sampler):
+    """Per sampler: its whole state crosses the switch (the SD1.5 refiner then lands >= 5 dB closer to the
+    photo than without the interposer), or the generation is refused with a message naming the sampler
+    and what to use instead. LCM's sigma-based switch always falls on its first call (its 50-step
+    schedule maps every sigma to a ratio >= 0.95), so it switches by steps here."""
+    from modules import shared
+
+    shared.opts.data["refiner_switch_by_sample_steps"] = sampler == "LCM"
+    if sampler in REFUSED:
+        with pytest.raises(refiner_module.RefinerSwitchError) as refused:
+            small_switch(webui, sampler_name=sampler)
+        message = str(refused.value)
+        assert f"cannot carry the {sampler} sampler across the xl-to-v1 refiner switch" in message
+        assert REFUSED[sampler] in message and "Use Euler, Euler a, DPM++ 2M" in message
+        sys.stderr.write(f"\n{sampler}: refused: {message}\n")
+        return
+    with_interposer, processed = small_switch(webui, sampler_name=sampler)
+    assert 'Latent interposer refiner: "xl-to-v1, linear-fit, fp32, noise-preserving"' in processed.infotexts[0]
+    without, _ = small_switch(webui, title=None, sampler_name=sampler)
+    sys.stderr.write(f"\n{sampler}: converted: {with_interposer:.2f} dB with, {without:.2f} dB without\n")
+    assert with_interposer > without + 5.0, (sampler, with_interposer, without)
+
+
+def _spy_history(monkeypatch):
+    """The kept calls (tensors and their values) at the switch, before and after the conversion, and the
+    interposer applied to each value before (what a converted clean estimate must become)."""
+    seen = {}
+    original = refiner_module.carry_across_switch
+
+    def spy(generation, denoiser, x, sigma, before):
+        calls = list(denoiser.__dict__[refiner_module._HISTORY])
+        seen.update(step=denoiser.step, calls=calls, x_before=[c.x.clone() for c in calls],
+                    out_before=[c.out.clone() for c in calls], denoiser=denoiser)  # fmt: skip
+        original(generation, denoiser, x, sigma, before)
+        dirn = generation.reports[-1].direction
+        seen["converted_out"] = [generation.converter.run(c, dirn)[0] for c in seen["out_before"]]
+        seen["x_after"] = [c.x.clone() for c in calls]
+        seen["out_after"] = [c.out.clone() for c in calls]
+
+    monkeypatch.setattr(refiner_module, "carry_across_switch", spy)
+    return seen
+
+
+def test_dpmpp_3m_sde_converts_both_past_estimates_in_place(webui, monkeypatch):
+    """DPM++ 3M SDE keeps denoised_1 and denoised_2, the outputs of the two previous calls."""
+    seen = _spy_history(monkeypatch)
+    small_switch(webui, sampler_name="DPM++ 3M SDE")
+    assert len(seen["calls"]) >= 2
+    for index in (-1, -2):
+        assert torch.allclose(seen["out_after"][index], seen["converted_out"][index], atol=1e-5), index
+        assert not torch.allclose(seen["out_after"][index], seen["out_before"][index])
+
+
+def test_dpm_fast_converts_the_steps_main_state_two_calls_back(webui, monkeypatch):
+    """DPM fast with 10 model calls runs steps of order 3, 3, 3, 1; switching by steps at 0.8 falls on call 8,
+    the third call of the third step, whose main x is the input of call 6 (two calls back)."""
+    from modules import shared
+
+    shared.opts.data["refiner_switch_by_sample_steps"] = True
+    seen = _spy_history(monkeypatch)
+    small_switch(webui, sampler_name="DPM fast", refiner_switch_at=0.8)
+    assert seen["step"] == 8
+    main = -2
+    moved = seen["x_after"][main] - seen["x_before"][main]
+    assert torch.allclose(moved, seen["converted_out"][main] - seen["out_before"][main], atol=1e-5)
+
+
+def test_plms_restarts_its_eps_history_with_the_refiners_eps(webui, monkeypatch):
+    """PLMS's old_eps are the eps the base model returned; after the switch call they hold the refiner's eps."""
+    seen = _spy_history(monkeypatch)
+    refiner_eps = []
+    original = refiner_module._restart_eps_history
+    monkeypatch.setattr(refiner_module, "_restart_eps_history",
+                        lambda calls, eps: (refiner_eps.append(eps.clone()), original(calls, eps)))  # fmt: skip
+    small_switch(webui, sampler_name="PLMS")
+    assert len(seen["calls"]) == refiner_module.HISTORY_LENGTH and len(refiner_eps) == 1
+    for call, before in zip(seen["calls"], seen["out_before"], strict=True):
+        assert torch.equal(call.out, refiner_eps[0]) and not torch.equal(before, refiner_eps[0])
+
+
+@pytest.mark.parametrize("sampler", ["Heun", "DPM++ SDE", "PLMS", "DPM fast"])
+def test_restart_strategy_is_refused_where_the_sampler_keeps_old_noise(webui, sampler):
+    from modules import shared
+
+    shared.opts.data["latent_interposer_refiner_strategy"] = "Restart with fresh noise"
+    with pytest.raises(refiner_module.RefinerSwitchError, match=re.escape(f"cannot be used with {sampler} across")):
+        small_switch(webui, sampler_name=sampler)
 
 
 @pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M"])
@@ -93,7 +212,7 @@ def _spy_switch(monkeypatch):
 
     def spy(generation, denoiser, x, sigma, before):
         history = denoiser.__dict__[refiner_module._HISTORY]
-        prev_x, _, prev_denoised = history[-1]
+        prev_x, prev_denoised = history[-1].x, history[-1].out
         seen.update(step=denoiser.step, x=x, x_before=x.clone(), prev_x=prev_x, prev_x_before=prev_x.clone(),
                     prev_denoised=prev_denoised, prev_denoised_before=prev_denoised.clone())  # fmt: skip
         original(generation, denoiser, x, sigma, before)

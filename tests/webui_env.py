@@ -70,8 +70,9 @@ class Webui:
 
     def make_p(self, **kwargs) -> processing.StableDiffusionProcessingTxt2Img:
         settings = dict(prompt="a photo", seed=1, steps=6, width=SIZE, height=SIZE, sampler_name="Euler",
-                        enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_checkpoint_name="sd15_style",
-                        denoising_strength=0.5, hr_second_pass_steps=4, cfg_scale=5.0)  # fmt: skip
+                        scheduler="Automatic", enable_hr=True, hr_scale=1.5, hr_upscaler="Latent",
+                        hr_checkpoint_name="sd15_style", denoising_strength=0.5, hr_second_pass_steps=4,
+                        cfg_scale=5.0)  # fmt: skip
         settings.update(kwargs)
         return processing.StableDiffusionProcessingTxt2Img(sd_model=shared.sd_model, **settings)
 

@@ -86,6 +86,7 @@ class StableDiffusionProcessing:
         self.rng = None
         self.iteration = 0
         self.is_api = False
+        self.sampler_noise_scheduler_override = None
 
     @property
     def sd_model(self):
@@ -151,6 +152,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         self.hr_resize_y = hr_resize_y
         self.hr_checkpoint_name = hr_checkpoint_name
         self.hr_sampler_name = hr_sampler_name
+        self.hr_scheduler = hr_scheduler
         self.hr_checkpoint_info = None
         self.hr_upscale_to_x = 0
         self.hr_upscale_to_y = 0
@@ -167,6 +169,10 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
             if self.hr_checkpoint_info is None:
                 raise Exception(f"Could not find checkpoint with name {self.hr_checkpoint_name}")
             self.extra_generation_params["Hires checkpoint"] = self.hr_checkpoint_info.short_title
+        if self.hr_sampler_name is not None and self.hr_sampler_name != self.sampler_name:
+            self.extra_generation_params["Hires sampler"] = self.hr_sampler_name
+        if self.hr_scheduler is None:
+            self.hr_scheduler = self.scheduler
         self.latent_scale_mode = (
             shared.latent_upscale_modes.get(self.hr_upscaler, None)
             if self.hr_upscaler is not None
@@ -335,6 +341,7 @@ def process_images(p):
             opts.set(k, v, is_api=True, run_callbacks=False)
             if k == "sd_model_checkpoint":
                 sd_models.reload_model_weights()
+        sd_samplers.fix_p_invalid_sampler_and_scheduler(p)
         res = process_images_inner(p)
     finally:
         if p.override_settings_restore_afterwards:

@@ -32,6 +32,12 @@ options_templates.update(options_section(("sampler-params", "Sampler parameters"
     "eta_ancestral": OptionInfo(1.0, "Eta for k-diffusion samplers"),
     "eta_ddim": OptionInfo(0.0, "Eta for DDIM"),
     "s_noise": OptionInfo(1.0, "sigma noise"),
+    "always_discard_next_to_last_sigma": OptionInfo(False, "Always discard next-to-last sigma"),
+    "use_old_karras_scheduler_sigmas": OptionInfo(False, "Use old karras scheduler sigmas (0.1 to 10)."),
+    "no_dpmpp_sde_batch_determinism": OptionInfo(False, "Do not make DPM++ SDE deterministic across different batch sizes."),
+    "enable_quantization": OptionInfo(False, "Enable quantization in K samplers for sharper and cleaner results."),
+    "beta_dist_alpha": OptionInfo(0.6, "Beta scheduler - alpha"),
+    "beta_dist_beta": OptionInfo(0.6, "Beta scheduler - beta"),
 }))  # fmt: skip
 
 opts = Options(options_templates)
