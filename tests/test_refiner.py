@@ -386,3 +386,61 @@ def test_a_same_config_refiner_is_loaded_into_the_same_model_object(webui, tiny_
         refiner_module.carry_across_switch = original
     assert seen[0] is webui.hires_inputs[-1].model  # the hires pass started on this very object
     assert seen[0].sd_checkpoint_info.short_title == "sd15_style"
+
+
+def _img2img(webui, title=None, side=128, **kwargs):
+    """img2img of the photo on the SDXL base, SD1.5 refiner at 0.6; PSNR of the result against the photo."""
+    image = F.interpolate(webui.photo, size=(side, side), mode="area")
+    settings = dict(init_images=[image], width=side, height=side, refiner_checkpoint="sd15_style",
+                    refiner_switch_at=0.6, denoising_strength=0.75)  # fmt: skip
+    settings.update(kwargs)
+    processed = webui.img2img(title, **settings)
+    return psnr(processed.images[0][None], image), processed
+
+
+def test_img2img_refiner_is_converted_by_the_companion(webui):
+    """1.10.1 has the Refiner in img2img too: with Apply automatically, the companion script converts there."""
+    from modules import shared
+
+    assert TITLE not in [s.title() for s in webui.runner_img2img.selectable_scripts]  # the dropdown: txt2img only
+    assert "Latent Interposer (automatic)" in [s.title() for s in webui.runner_img2img.alwayson_scripts]
+    shared.opts.data["latent_interposer_auto_apply"] = True
+    with_interposer, processed = _img2img(webui)
+    assert 'Latent interposer refiner: "xl-to-v1, linear-fit, fp32, noise-preserving"' in processed.infotexts[0]
+    assert ATTRIBUTE not in vars(webui.last_p) and "sample" not in vars(webui.last_p)  # detached afterwards
+    shared.opts.data["latent_interposer_auto_apply"] = False
+    without, processed = _img2img(webui)
+    assert "Latent interposer" not in processed.infotexts[0]
+    sys.stderr.write(f"\nimg2img: {with_interposer:.2f} dB with, {without:.2f} dB without\n")
+    assert with_interposer > without + 5.0, (with_interposer, without)
+
+
+def test_img2img_inpainting_blends_the_converted_init_latents(webui):
+    """With a mask, the webui blends p.init_latent (encoded by the SDXL VAE) into the result outside the mask,
+    after sampling: it must be in the refiner's space then, and back in the base's for the next image."""
+    from modules import shared
+
+    mask = torch.zeros(1, 1, 128, 128)
+    mask[..., :, 64:] = 1.0  # repaint the right half, keep the left half from the init image
+    shared.opts.data["latent_interposer_auto_apply"] = True
+    with_interposer, _ = _img2img(webui, mask=mask)
+    p = webui.last_p
+    image = F.interpolate(webui.photo, size=(128, 128), mode="area")
+    assert torch.allclose(p.init_latent, webui.vaes["xl"].encode(image), atol=1e-3)  # the base's, put back
+    assert ATTRIBUTE not in vars(p)
+    shared.opts.data["latent_interposer_auto_apply"] = False
+    without, _ = _img2img(webui, mask=mask)
+    sys.stderr.write(f"\nimg2img inpainting: {with_interposer:.2f} dB with, {without:.2f} dB without\n")
+    assert with_interposer > without + 5.0, (with_interposer, without)
+
+
+def test_img2img_batch_count_two_starts_each_batch_on_the_base(webui):
+    """img2img keeps one sampler for all batches; after the first batch's switch its denoiser wraps the SD1.5
+    refiner, which the webui unloads when it reloads the SDXL base for the second batch (different config)."""
+    from modules import shared
+
+    shared.opts.data["latent_interposer_auto_apply"] = True
+    value, processed = _img2img(webui, n_iter=2)
+    assert len(processed.images) == 2 and len(refiner_lines(webui)) == 2
+    second = psnr(processed.images[1][None], F.interpolate(webui.photo, size=(128, 128), mode="area"))
+    assert value > 17.0 and second > 17.0, (value, second)

@@ -368,6 +368,7 @@ def carry_across_switch(generation, denoiser, x: torch.Tensor, sigma: torch.Tens
     init_latent = getattr(denoiser, "init_latent", None)
     if init_latent is not None and init_latent.shape == x.shape:
         denoiser.init_latent = generation.converter.run(init_latent, dirn)[0]
+        generation.replace_init_latent(denoiser.init_latent, init_latent)
     sampler = getattr(denoiser, "sampler", None)
     if sampler is not None:
         sampler.last_latent = converted_x0  # what an interrupt returns and previews show

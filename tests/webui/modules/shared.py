@@ -25,6 +25,7 @@ options_templates.update(options_section(("vae", "VAE", "sd"), {
 }))  # fmt: skip
 options_templates.update(options_section(("img2img", "img2img", "sd"), {
     "inpainting_mask_weight": OptionInfo(1.0, "Inpainting conditioning mask strength"),
+    "initial_noise_multiplier": OptionInfo(1.0, "Noise multiplier for img2img"),
     "save_images_before_highres_fix": OptionInfo(False, "Save a copy of image before applying highres fix."),
     "img2img_fix_steps": OptionInfo(False, "With img2img, do exactly the amount of steps the slider specifies."),
 }))  # fmt: skip
