@@ -67,7 +67,7 @@ def _attach(p, owner: str, **ui_values) -> Generation:
     def resolve_options():
         return _generation_options(**ui_values)
 
-    generation = Generation(p, resolve_options, _converter, vae_override=_vae_override)
+    generation = Generation(p, resolve_options, _converter, vae_override=_vae_override, option=_option)
     generation.owner = owner
     return generation.attach()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,6 +106,8 @@ def test_every_sampler_is_carried_across_completely_or_refused(webui, sampler):
         with pytest.raises(refiner_module.RefinerSwitchError) as refused:
             small_switch(webui, sampler_name=sampler)
         message = str(refused.value)
+        assert shared.sd_model.apply_calls == 0  # refused before the first pass, the refiner never loaded
+        assert shared.sd_model.sd_checkpoint_info.short_title == "sdxl_base"
         assert f"cannot carry the {sampler} sampler across the xl-to-v1 refiner switch" in message
         assert REFUSED[sampler] in message and "Use Euler, Euler a, DPM++ 2M" in message
         sys.stderr.write(f"\n{sampler}: refused: {message}\n")
@@ -255,6 +258,7 @@ def test_unipc_is_refused_with_a_clear_message(webui):
     with pytest.raises(Exception, match="cannot carry the UniPC sampler across the xl-to-v1 refiner switch"):
         refine(webui, sampler_name="UniPC")
     assert ATTRIBUTE not in vars(webui.last_p)
+    assert not webui.hires_inputs  # before the first pass, not after it
 
 
 def test_channel_changing_refiner_is_refused(webui):
@@ -444,3 +448,115 @@ def test_img2img_batch_count_two_starts_each_batch_on_the_base(webui):
     assert len(processed.images) == 2 and len(refiner_lines(webui)) == 2
     second = psnr(processed.images[1][None], F.interpolate(webui.photo, size=(128, 128), mode="area"))
     assert value > 17.0 and second > 17.0, (value, second)
+
+
+@pytest.fixture
+def counted(webui):
+    """Refiner and inpainting checkpoints of known kinds; returns a function telling what ran."""
+    from fake_models import FakeModel
+    from modules import sd_models, shared
+
+    inpainting = lambda: FakeModel("v1", webui.vaes["v1"], webui.photo, conditioning_key="hybrid")  # noqa: E731
+    add_checkpoint("sd15_inpainting", "v1-inpainting", inpainting)
+    sd_models.reload_model_weights()  # the base, as the webui has it loaded at start-up
+    start = sd_models.load_count
+
+    def ran():
+        return {"model calls": shared.sd_model.apply_calls, "loads": sd_models.load_count - start,
+                "model": shared.sd_model.sd_checkpoint_info.short_title}  # fmt: skip
+
+    return ran
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"sampler_name": "UniPC"}, "cannot carry the UniPC sampler across the xl-to-v1 refiner switch"),
+        ({"sampler_name": "LMS"}, "cannot carry the LMS sampler"),
+        ({"refiner_checkpoint": "sd3_medium"}, r"changes the latent channels \(4 -> 16\)"),
+        ({"refiner_checkpoint": "sd15_inpainting"}, "'sd15_inpainting' is an inpainting"),
+        ({"sampler_name": "Heun", "strategy": "Restart with fresh noise"}, "strategy cannot be used with Heun"),
+    ],
+    ids=["unipc", "lms", "channels", "inpainting", "restart-heun"],
+)
+@pytest.mark.parametrize("mode", ["script", "automatic"])
+def test_refusals_come_before_the_first_pass(webui, counted, settings, message, mode):
+    """Known before sampling: the base (loaded), the refiner's family (its file's keys), sampler, strategy."""
+    from modules import shared
+
+    settings = dict(settings)
+    shared.opts.data["latent_interposer_refiner_strategy"] = settings.pop("strategy", "Noise-preserving")
+    shared.opts.data["latent_interposer_auto_apply"] = mode == "automatic"
+    with pytest.raises(refiner_module.RefinerSwitchError, match=message):
+        small_switch(webui, title=TITLE if mode == "script" else None, **settings)
+    assert counted() == {"model calls": 0, "loads": 0, "model": "sdxl_base"}
+    assert ATTRIBUTE not in vars(webui.last_p) and "sample" not in vars(webui.last_p)
+
+
+def test_hires_pass_refusal_uses_the_hires_checkpoint_and_sampler(webui, counted):
+    """Refiner in the hires pass: SD1.5 hires checkpoint, SDXL refiner, UniPC only as the hires sampler."""
+    with pytest.raises(refiner_module.RefinerSwitchError, match="cannot carry the UniPC sampler across the v1-to-xl"):
+        refine(webui, hr_checkpoint_name="sd15_style", refiner_checkpoint="sdxl_refiner", hr_sampler_name="UniPC")
+    assert counted()["model calls"] == 0 and not webui.hires_inputs
+
+
+def test_no_refusal_where_the_webui_does_not_switch_across_families(webui, counted):
+    """UniPC is fine when no switch crosses families: the hires checkpoint *is* the refiner (the webui does not
+    switch in that pass), or the refiner is of the base's family."""
+    refine(webui, sampler_name="UniPC", hr_checkpoint_name="sd15_style", refiner_checkpoint="sd15_style")
+    assert not refiner_lines(webui)
+    value, _ = small_switch(webui, sampler_name="UniPC", refiner_checkpoint="sdxl_refiner")
+    assert value > 15.0
+
+
+def test_a_refiner_whose_family_is_not_known_early_is_refused_at_the_switch(webui, counted, tmp_path):
+    """A config file next to the checkpoint decides its architecture in the webui, so its keys prove nothing:
+    not refused early, but at the switch (the backstop), once the refiner is loaded and flagged."""
+    from modules import sd_models
+
+    info = sd_models.get_closet_checkpoint_match("sd15_style")
+    (Path(info.filename).with_suffix(".yaml")).write_text("model: {}\n")
+    with pytest.raises(refiner_module.RefinerSwitchError, match="cannot carry the UniPC sampler"):
+        small_switch(webui, sampler_name="UniPC")
+    assert counted() == {"model calls": 0, "loads": 1, "model": "sd15_style"}  # refused once the refiner loaded
+
+
+def _header_file(folder, name, tensors):
+    from safetensors.torch import save_file
+
+    path = folder / name
+    save_file({key: torch.zeros(shape, dtype=torch.float16) for key, shape in tensors.items()}, str(path))
+    return path
+
+
+def test_checkpoint_kinds_from_real_key_names_and_shapes(tmp_path):
+    """Key names and UNet input shapes as the published checkpoints have them (other tensors left out)."""
+    from interposer.a1111.families import checkpoint_kind
+
+    clip_l = "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight"
+    unet_in = "model.diffusion_model.input_blocks.0.0.weight"
+    cases = {
+        "sd15.safetensors": ({clip_l: [77, 768], unet_in: [320, 4, 3, 3]}, ("v1", False)),
+        "sd15_inpaint.safetensors": ({clip_l: [77, 768], unet_in: [320, 9, 3, 3]}, ("v1", True)),
+        "ip2p.safetensors": ({clip_l: [77, 768], unet_in: [320, 8, 3, 3]}, ("v1", True)),
+        "sd21.safetensors": ({"cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight": [3072, 1024],
+                              unet_in: [320, 4, 3, 3]}, ("v1", False)),
+        "sdxl.safetensors": ({"conditioner.embedders.0.transformer.text_model.final_layer_norm.weight": [768],
+                              "conditioner.embedders.1.model.ln_final.weight": [1280], unet_in: [320, 4, 3, 3]},
+                             ("xl", False)),
+        "sdxl_inpaint.safetensors": ({"conditioner.embedders.1.model.ln_final.weight": [1280],
+                                      unet_in: [320, 9, 3, 3]}, ("xl", True)),
+        "sdxl_refiner.safetensors": ({"conditioner.embedders.0.model.ln_final.weight": [1280],
+                                      unet_in: [384, 4, 3, 3]}, ("xl", False)),
+        "sd3.safetensors": ({"model.diffusion_model.x_embedder.proj.weight": [1536, 16, 2, 2]}, ("v3", False)),
+        "flux.safetensors": ({"model.diffusion_model.double_blocks.0.img_attn.proj.weight": [8, 8]}, None),
+        "lora.safetensors": ({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": [4, 320]}, None),
+    }  # fmt: skip
+    for name, (tensors, expected) in cases.items():
+        kind = checkpoint_kind(_header_file(tmp_path, name, tensors))
+        assert (None if kind is None else (kind.family.name, kind.image_conditioned)) == expected, name
+    pickle = tmp_path / "sd15.ckpt"
+    pickle.write_bytes(b"PK\x03\x04 a zip of pickles")
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    assert checkpoint_kind(pickle) is None and checkpoint_kind(broken) is None and checkpoint_kind(None) is None

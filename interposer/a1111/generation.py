@@ -20,6 +20,7 @@ from ..runtime import ConversionReport, Converter
 from ..spaces import LatentSpace
 from .families import family_of, model_title
 from .options import AUTO, INFOTEXT_KEY, REFINER_INFOTEXT_KEY, GenerationOptions, format_infotext
+from .refiner import RefinerSwitchError, refusal_before_sampling
 
 ATTRIBUTE = "latent_interposer_generation"
 _WRAPPED = ("sample", "sample_hr_pass")
@@ -41,6 +42,7 @@ class Generation:
         *,
         log: Callable[[str], None] = _log,
         vae_override: Callable[[], str | None] = lambda: None,
+        option: Callable[[str, Any], Any] = lambda key, default: default,
     ) -> None:
         self.p = p
         # Settings are read when sampling starts: after the webui applied the request's override_settings.
@@ -50,6 +52,7 @@ class Generation:
         self.converter: Converter | None = None
         self.log = log
         self.vae_override = vae_override
+        self.option = option  # the webui's settings (hires_fix_refiner_pass), read when sampling starts
         self.latent_space: LatentSpace | None = None  # the space the live latents are in
         self.first_pass_title = "unknown checkpoint"
         self.reports: list[ConversionReport] = []
@@ -111,16 +114,26 @@ class Generation:
     # ------------------------------------------------------------------ hooks
 
     def _sample(self, original: Callable, *args, **kwargs):
-        self.options = self.resolve_options()
-        self.converter = self.make_converter(self.options)
-        # Each batch starts on the first-pass checkpoint (the webui reloads it per iteration).
-        self.latent_space = family_of(self.p.sd_model)
-        self.first_pass_title = model_title(self.p.sd_model)
-        self.drop_stale_model_wrap()
         try:
-            return original(*args, **kwargs)
-        finally:
-            self.restore_init_latent()
+            self.options = self.resolve_options()
+            self.converter = self.make_converter(self.options)
+            # Each batch starts on the first-pass checkpoint (the webui reloads it per iteration).
+            self.latent_space = family_of(self.p.sd_model)
+            self.first_pass_title = model_title(self.p.sd_model)
+            if self.options.enabled:
+                # Refuse now what the refiner switch would refuse after the whole first pass and the refiner load.
+                refusal = refusal_before_sampling(self.p, self.options.refiner_strategy, self.option)
+                if refusal is not None:
+                    raise RefinerSwitchError(refusal)
+            self.drop_stale_model_wrap()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.restore_init_latent()
+        except BaseException:
+            if self.owner == "automatic":
+                self.detach()  # the webui skips postprocess (where the companion detaches) after an error
+            raise
 
     def drop_stale_model_wrap(self) -> None:
         """img2img builds its sampler once (in ``init``) for every batch. After a refiner switch its CFG

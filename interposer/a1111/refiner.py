@@ -53,7 +53,7 @@ import torch
 from ..directions import Direction
 from ..errors import InterposerError
 from ..spaces import LatentSpace
-from .families import family_of, model_title
+from .families import checkpoint_kind, family_of, model_title
 
 _MARK = "__latent_interposer_refiner__"
 _CURRENT: contextvars.ContextVar = contextvars.ContextVar("latent_interposer_refiner_call", default=None)
@@ -433,3 +433,64 @@ def _fresh_noise(p: Any, like: torch.Tensor, denoiser: Any) -> torch.Tensor:
     while len(noise) < like.shape[0]:
         noise.append(torch.randn(like.shape[1:]))
     return torch.stack(noise).to(like.device, like.dtype)
+
+
+# --------------------------------------------------------------------------- before the first pass
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    """A checkpoint a pass will run on, as known before sampling (``family`` None: not known)."""
+
+    family: LatentSpace | None
+    image_conditioned: bool
+    filename: str | None
+    title: str
+
+
+def _checkpoint(info: Any, loaded: Any) -> _Checkpoint:
+    """From the loaded model if ``info`` is its file (or ``None``: the same checkpoint), else from the file."""
+    loaded_info = getattr(loaded, "sd_checkpoint_info", None)
+    if info is None or getattr(info, "filename", None) == getattr(loaded_info, "filename", object()):
+        facts = ModelFacts.of(loaded)
+        return _Checkpoint(facts.family, facts.image_conditioned, getattr(loaded_info, "filename", None), facts.title)
+    title = str(getattr(info, "short_title", None) or getattr(info, "title", None) or "unknown checkpoint")
+    kind = checkpoint_kind(getattr(info, "filename", None))
+    if kind is None:
+        return _Checkpoint(None, False, getattr(info, "filename", None), title)
+    return _Checkpoint(kind.family, kind.image_conditioned, info.filename, title)
+
+
+def refusal_before_sampling(p: Any, strategy: str, option: Callable[[str, Any], Any]) -> str | None:
+    """The refusal a refiner switch of this generation will meet, if that is known before the first pass.
+
+    Known: the loaded base model, the hires checkpoint and the refiner checkpoint (their files' keys, read
+    as the webui reads them to pick a config, see :func:`.families.checkpoint_kind`), the samplers and
+    which pass the switch happens in (``hires_fix_refiner_pass``). Whatever is not known here (a ``.ckpt``
+    refiner, a model of no known family) is left to the check at the switch."""
+    refiner = getattr(p, "refiner_checkpoint_info", None)
+    switch_at = getattr(p, "refiner_switch_at", None)
+    if refiner is None or (switch_at is not None and float(switch_at) >= 1.0):
+        return None  # no refiner, or a switch ratio the webui never reaches
+    base = p.sd_model
+    passes: list[tuple[_Checkpoint, str | None]] = []  # the model each switching pass runs on, its sampler
+    hires = bool(getattr(p, "enable_hr", False)) and callable(getattr(p, "sample_hr_pass", None))
+    which = str(option("hires_fix_refiner_pass", "second pass")) if hires else "first pass"
+    if which in ("first pass", "both passes") and not (hires and getattr(p, "firstpass_image", None) is not None):
+        passes.append((_checkpoint(None, base), p.sampler_name))
+    if hires and which in ("second pass", "both passes"):
+        sampler = getattr(p, "hr_sampler_name", None) or p.sampler_name
+        passes.append((_checkpoint(getattr(p, "hr_checkpoint_info", None), base), sampler))
+    target = _checkpoint(refiner, base)
+    for current, sampler in passes:
+        if current.filename == target.filename:
+            continue  # the refiner is already the loaded model in that pass: the webui does not switch
+        if current.family is None or target.family is None or current.family.name == target.family.name:
+            continue  # not known to cross families
+        dirn = Direction(current.family, target.family)
+        refusal = channel_refusal(dirn) or sampler_refusal(sampler, strategy, dirn)
+        if refusal is None and (current.image_conditioned or target.image_conditioned):
+            refusal = inpainting_refusal(current.title, target.title)
+        if refusal is not None:
+            return refusal
+    return None
