@@ -23,7 +23,9 @@ from interposer.a1111.generation import ATTRIBUTE
 from interposer.images import psnr
 
 TITLE = "Latent Interposer"
-SAMPLERS = ["Euler", "Euler a", "DPM++ 2M", "DPM++ SDE", "DDIM"]
+# The hires pass's switch (img2img inside hires fix) per kind of sampler: one-call, two-call, timesteps; every
+# sampler's first-pass switch is covered by test_every_sampler_is_carried_across_completely_or_refused.
+SAMPLERS = ["Euler", "DPM++ SDE", "DDIM"]
 # Every sampler A1111 1.10.1 lists, in its order (k-diffusion, timesteps, LCM).
 WEBUI_SAMPLERS = ["DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE",
                   "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart", "DDIM",
@@ -137,6 +139,14 @@ def _spy_history(monkeypatch):
 
     monkeypatch.setattr(refiner_module, "carry_across_switch", spy)
     return seen
+
+
+def test_lcm_switches_by_sigma_at_its_first_call(webui):
+    """Why the sampler test switches LCM by steps: its 50-step schedule maps every sigma to a completed ratio
+    of at least 0.95, so a sigma-based switch at 0.6 happens at the first call, on pure noise."""
+    small_switch(webui, sampler_name="LCM")
+    assert any("switch at the first step, the state is pure noise" in line for line in webui.console)
+    assert not any("refiner: xl-to-v1" in line for line in webui.console)  # nothing to convert yet
 
 
 def test_dpmpp_3m_sde_converts_both_past_estimates_in_place(webui, monkeypatch):
