@@ -1,10 +1,12 @@
 """AUTOMATIC1111 WebUI entry point of the Latent Interposer (a thin adapter over ``interposer``).
 
 * "Latent Interposer" in the txt2img *Script* dropdown converts the first pass's latents into
-  the hires checkpoint's latent space (SDXL -> SD1.5 and back, SD3 too) right before the hires pass.
-* "Latent Interposer (automatic)" is an always-visible companion without UI: it does the same
-  when Settings > Latent Interposer > "Apply automatically" is on, or when an X/Y/Z plot axis
-  asks for it, so it also works in X/Y/Z plots and API calls that select no script.
+  the hires checkpoint's latent space (SDXL -> SD1.5 and back, SD3 too) right before the hires pass,
+  and the sampler's state at a refiner switch to another family.
+* "Latent Interposer (automatic)" is an always-visible companion without UI, in txt2img and img2img:
+  it does the same when Settings > Latent Interposer > "Apply automatically" is on, or when an X/Y/Z
+  plot axis asks for it, so it also works in X/Y/Z plots, API calls that select no script, and the
+  img2img refiner (img2img has no hires fix, so the dropdown script stays in txt2img).
 
 All decisions live in ``interposer.a1111``; this file only wires them to the webui.
 """
@@ -65,7 +67,7 @@ def _attach(p, owner: str, **ui_values) -> Generation:
     def resolve_options():
         return _generation_options(**ui_values)
 
-    generation = Generation(p, resolve_options, _converter, vae_override=_vae_override)
+    generation = Generation(p, resolve_options, _converter, vae_override=_vae_override, option=_option)
     generation.owner = owner
     return generation.attach()
 
@@ -240,7 +242,7 @@ class LatentInterposerAutomatic(scripts.Script):
         return "Latent Interposer (automatic)"
 
     def show(self, is_img2img):
-        return scripts.AlwaysVisible if not is_img2img else False
+        return scripts.AlwaysVisible  # img2img has the Refiner too
 
     def ui(self, is_img2img):
         return []

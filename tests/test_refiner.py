@@ -8,6 +8,10 @@ take composition and colour from the latents it is handed, as a real refiner doe
 
 from __future__ import annotations
 
+import re
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,7 +23,18 @@ from interposer.a1111.generation import ATTRIBUTE
 from interposer.images import psnr
 
 TITLE = "Latent Interposer"
-SAMPLERS = ["Euler", "Euler a", "DPM++ 2M", "DPM++ SDE", "DDIM"]
+# The hires pass's switch (img2img inside hires fix) per kind of sampler: one-call, two-call, timesteps; every
+# sampler's first-pass switch is covered by test_every_sampler_is_carried_across_completely_or_refused.
+SAMPLERS = ["Euler", "DPM++ SDE", "DDIM"]
+# Every sampler A1111 1.10.1 lists, in its order (k-diffusion, timesteps, LCM).
+WEBUI_SAMPLERS = ["DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE",
+                  "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart", "DDIM",
+                  "DDIM CFG++", "PLMS", "UniPC", "LCM"]  # fmt: skip
+REFUSED = {
+    "LMS": "derivatives of up to four past steps, computed inside the sampler",
+    "DPM adaptive": "previous accepted state and its controller's past errors",
+    "UniPC": "own corrected state and its own list of past x0 predictions",
+}
 
 
 @pytest.fixture
@@ -48,6 +63,16 @@ def refine(webui, title=TITLE, hires=True, **kwargs):
     return psnr(image, F.interpolate(webui.photo, size=image.shape[-2:], mode="area")), processed
 
 
+def small_switch(webui, title=TITLE, **kwargs):
+    """txt2img at 128 px (16x16 latents), 10 steps, SDXL base from noise, SD1.5 refiner at 0.6: quick."""
+    settings = dict(refiner_checkpoint="sd15_style", refiner_switch_at=0.6, steps=10, width=128, height=128,
+                    enable_hr=False)  # fmt: skip
+    settings.update(kwargs)
+    processed = webui.generate(title, **settings)
+    image = processed.images[0][None]
+    return psnr(image, F.interpolate(webui.photo, size=image.shape[-2:], mode="area")), processed
+
+
 def refiner_lines(webui):
     return [line for line in webui.console if "refiner: " in line]
 
@@ -61,6 +86,113 @@ def test_noise_preserving_switch_ends_close_to_the_photo(webui, sampler):
     without, _ = refine(webui, title=None, sampler_name=sampler)
     assert with_interposer > 19.0, (sampler, with_interposer)
     assert with_interposer > without + 5.0, (sampler, with_interposer, without)
+
+
+def test_the_list_is_the_webuis():
+    from modules import sd_samplers
+
+    assert [s.name for s in sd_samplers.all_samplers] == WEBUI_SAMPLERS
+    assert sorted(refiner_module.SAMPLERS) == sorted(WEBUI_SAMPLERS)
+
+
+@pytest.mark.parametrize("sampler", WEBUI_SAMPLERS)
+def test_every_sampler_is_carried_across_completely_or_refused(webui, sampler):
+    """Per sampler: its whole state crosses the switch (the SD1.5 refiner then lands >= 5 dB closer to the
+    photo than without the interposer), or the generation is refused with a message naming the sampler
+    and what to use instead. LCM's sigma-based switch always falls on its first call (its 50-step
+    schedule maps every sigma to a ratio >= 0.95), so it switches by steps here."""
+    from modules import shared
+
+    shared.opts.data["refiner_switch_by_sample_steps"] = sampler == "LCM"
+    if sampler in REFUSED:
+        with pytest.raises(refiner_module.RefinerSwitchError) as refused:
+            small_switch(webui, sampler_name=sampler)
+        message = str(refused.value)
+        assert shared.sd_model.apply_calls == 0  # refused before the first pass, the refiner never loaded
+        assert shared.sd_model.sd_checkpoint_info.short_title == "sdxl_base"
+        assert f"cannot carry the {sampler} sampler across the xl-to-v1 refiner switch" in message
+        assert REFUSED[sampler] in message and "Use Euler, Euler a, DPM++ 2M" in message
+        sys.stderr.write(f"\n{sampler}: refused: {message}\n")
+        return
+    with_interposer, processed = small_switch(webui, sampler_name=sampler)
+    assert 'Latent interposer refiner: "xl-to-v1, linear-fit, fp32, noise-preserving"' in processed.infotexts[0]
+    without, _ = small_switch(webui, title=None, sampler_name=sampler)
+    sys.stderr.write(f"\n{sampler}: converted: {with_interposer:.2f} dB with, {without:.2f} dB without\n")
+    assert with_interposer > without + 5.0, (sampler, with_interposer, without)
+
+
+def _spy_history(monkeypatch):
+    """The kept calls (tensors and their values) at the switch, before and after the conversion, and the
+    interposer applied to each value before (what a converted clean estimate must become)."""
+    seen = {}
+    original = refiner_module.carry_across_switch
+
+    def spy(generation, denoiser, x, sigma, before):
+        calls = list(denoiser.__dict__[refiner_module._HISTORY])
+        seen.update(step=denoiser.step, calls=calls, x_before=[c.x.clone() for c in calls],
+                    out_before=[c.out.clone() for c in calls], denoiser=denoiser)  # fmt: skip
+        original(generation, denoiser, x, sigma, before)
+        dirn = generation.reports[-1].direction
+        seen["converted_out"] = [generation.converter.run(c, dirn)[0] for c in seen["out_before"]]
+        seen["x_after"] = [c.x.clone() for c in calls]
+        seen["out_after"] = [c.out.clone() for c in calls]
+
+    monkeypatch.setattr(refiner_module, "carry_across_switch", spy)
+    return seen
+
+
+def test_lcm_switches_by_sigma_at_its_first_call(webui):
+    """Why the sampler test switches LCM by steps: its 50-step schedule maps every sigma to a completed ratio
+    of at least 0.95, so a sigma-based switch at 0.6 happens at the first call, on pure noise."""
+    small_switch(webui, sampler_name="LCM")
+    assert any("switch at the first step, the state is pure noise" in line for line in webui.console)
+    assert not any("refiner: xl-to-v1" in line for line in webui.console)  # nothing to convert yet
+
+
+def test_dpmpp_3m_sde_converts_both_past_estimates_in_place(webui, monkeypatch):
+    """DPM++ 3M SDE keeps denoised_1 and denoised_2, the outputs of the two previous calls."""
+    seen = _spy_history(monkeypatch)
+    small_switch(webui, sampler_name="DPM++ 3M SDE")
+    assert len(seen["calls"]) >= 2
+    for index in (-1, -2):
+        assert torch.allclose(seen["out_after"][index], seen["converted_out"][index], atol=1e-5), index
+        assert not torch.allclose(seen["out_after"][index], seen["out_before"][index])
+
+
+def test_dpm_fast_converts_the_steps_main_state_two_calls_back(webui, monkeypatch):
+    """DPM fast with 10 model calls runs steps of order 3, 3, 3, 1; switching by steps at 0.8 falls on call 8,
+    the third call of the third step, whose main x is the input of call 6 (two calls back)."""
+    from modules import shared
+
+    shared.opts.data["refiner_switch_by_sample_steps"] = True
+    seen = _spy_history(monkeypatch)
+    small_switch(webui, sampler_name="DPM fast", refiner_switch_at=0.8)
+    assert seen["step"] == 8
+    main = -2
+    moved = seen["x_after"][main] - seen["x_before"][main]
+    assert torch.allclose(moved, seen["converted_out"][main] - seen["out_before"][main], atol=1e-5)
+
+
+def test_plms_restarts_its_eps_history_with_the_refiners_eps(webui, monkeypatch):
+    """PLMS's old_eps are the eps the base model returned; after the switch call they hold the refiner's eps."""
+    seen = _spy_history(monkeypatch)
+    refiner_eps = []
+    original = refiner_module._restart_eps_history
+    monkeypatch.setattr(refiner_module, "_restart_eps_history",
+                        lambda calls, eps: (refiner_eps.append(eps.clone()), original(calls, eps)))  # fmt: skip
+    small_switch(webui, sampler_name="PLMS")
+    assert len(seen["calls"]) == refiner_module.HISTORY_LENGTH and len(refiner_eps) == 1
+    for call, before in zip(seen["calls"], seen["out_before"], strict=True):
+        assert torch.equal(call.out, refiner_eps[0]) and not torch.equal(before, refiner_eps[0])
+
+
+@pytest.mark.parametrize("sampler", ["Heun", "DPM++ SDE", "PLMS", "DPM fast"])
+def test_restart_strategy_is_refused_where_the_sampler_keeps_old_noise(webui, sampler):
+    from modules import shared
+
+    shared.opts.data["latent_interposer_refiner_strategy"] = "Restart with fresh noise"
+    with pytest.raises(refiner_module.RefinerSwitchError, match=re.escape(f"cannot be used with {sampler} across")):
+        small_switch(webui, sampler_name=sampler)
 
 
 @pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M"])
@@ -93,7 +225,7 @@ def _spy_switch(monkeypatch):
 
     def spy(generation, denoiser, x, sigma, before):
         history = denoiser.__dict__[refiner_module._HISTORY]
-        prev_x, _, prev_denoised = history[-1]
+        prev_x, prev_denoised = history[-1].x, history[-1].out
         seen.update(step=denoiser.step, x=x, x_before=x.clone(), prev_x=prev_x, prev_x_before=prev_x.clone(),
                     prev_denoised=prev_denoised, prev_denoised_before=prev_denoised.clone())  # fmt: skip
         original(generation, denoiser, x, sigma, before)
@@ -136,6 +268,7 @@ def test_unipc_is_refused_with_a_clear_message(webui):
     with pytest.raises(Exception, match="cannot carry the UniPC sampler across the xl-to-v1 refiner switch"):
         refine(webui, sampler_name="UniPC")
     assert ATTRIBUTE not in vars(webui.last_p)
+    assert not webui.hires_inputs  # before the first pass, not after it
 
 
 def test_channel_changing_refiner_is_refused(webui):
@@ -267,3 +400,173 @@ def test_a_same_config_refiner_is_loaded_into_the_same_model_object(webui, tiny_
         refiner_module.carry_across_switch = original
     assert seen[0] is webui.hires_inputs[-1].model  # the hires pass started on this very object
     assert seen[0].sd_checkpoint_info.short_title == "sd15_style"
+
+
+def _img2img(webui, title=None, side=128, **kwargs):
+    """img2img of the photo on the SDXL base, SD1.5 refiner at 0.6; PSNR of the result against the photo."""
+    image = F.interpolate(webui.photo, size=(side, side), mode="area")
+    settings = dict(init_images=[image], width=side, height=side, refiner_checkpoint="sd15_style",
+                    refiner_switch_at=0.6, denoising_strength=0.75)  # fmt: skip
+    settings.update(kwargs)
+    processed = webui.img2img(title, **settings)
+    return psnr(processed.images[0][None], image), processed
+
+
+def test_img2img_refiner_is_converted_by_the_companion(webui):
+    """1.10.1 has the Refiner in img2img too: with Apply automatically, the companion script converts there."""
+    from modules import shared
+
+    assert TITLE not in [s.title() for s in webui.runner_img2img.selectable_scripts]  # the dropdown: txt2img only
+    assert "Latent Interposer (automatic)" in [s.title() for s in webui.runner_img2img.alwayson_scripts]
+    shared.opts.data["latent_interposer_auto_apply"] = True
+    with_interposer, processed = _img2img(webui)
+    assert 'Latent interposer refiner: "xl-to-v1, linear-fit, fp32, noise-preserving"' in processed.infotexts[0]
+    assert ATTRIBUTE not in vars(webui.last_p) and "sample" not in vars(webui.last_p)  # detached afterwards
+    shared.opts.data["latent_interposer_auto_apply"] = False
+    without, processed = _img2img(webui)
+    assert "Latent interposer" not in processed.infotexts[0]
+    sys.stderr.write(f"\nimg2img: {with_interposer:.2f} dB with, {without:.2f} dB without\n")
+    assert with_interposer > without + 5.0, (with_interposer, without)
+
+
+def test_img2img_inpainting_blends_the_converted_init_latents(webui):
+    """With a mask, the webui blends p.init_latent (encoded by the SDXL VAE) into the result outside the mask,
+    after sampling: it must be in the refiner's space then, and back in the base's for the next image."""
+    from modules import shared
+
+    mask = torch.zeros(1, 1, 128, 128)
+    mask[..., :, 64:] = 1.0  # repaint the right half, keep the left half from the init image
+    shared.opts.data["latent_interposer_auto_apply"] = True
+    with_interposer, _ = _img2img(webui, mask=mask)
+    p = webui.last_p
+    image = F.interpolate(webui.photo, size=(128, 128), mode="area")
+    assert torch.allclose(p.init_latent, webui.vaes["xl"].encode(image), atol=1e-3)  # the base's, put back
+    assert ATTRIBUTE not in vars(p)
+    shared.opts.data["latent_interposer_auto_apply"] = False
+    without, _ = _img2img(webui, mask=mask)
+    sys.stderr.write(f"\nimg2img inpainting: {with_interposer:.2f} dB with, {without:.2f} dB without\n")
+    assert with_interposer > without + 5.0, (with_interposer, without)
+
+
+def test_img2img_batch_count_two_starts_each_batch_on_the_base(webui):
+    """img2img keeps one sampler for all batches; after the first batch's switch its denoiser wraps the SD1.5
+    refiner, which the webui unloads when it reloads the SDXL base for the second batch (different config)."""
+    from modules import shared
+
+    shared.opts.data["latent_interposer_auto_apply"] = True
+    value, processed = _img2img(webui, n_iter=2)
+    assert len(processed.images) == 2 and len(refiner_lines(webui)) == 2
+    second = psnr(processed.images[1][None], F.interpolate(webui.photo, size=(128, 128), mode="area"))
+    assert value > 17.0 and second > 17.0, (value, second)
+
+
+@pytest.fixture
+def counted(webui):
+    """Refiner and inpainting checkpoints of known kinds; returns a function telling what ran."""
+    from fake_models import FakeModel
+    from modules import sd_models, shared
+
+    inpainting = lambda: FakeModel("v1", webui.vaes["v1"], webui.photo, conditioning_key="hybrid")  # noqa: E731
+    add_checkpoint("sd15_inpainting", "v1-inpainting", inpainting)
+    sd_models.reload_model_weights()  # the base, as the webui has it loaded at start-up
+    start = sd_models.load_count
+
+    def ran():
+        return {"model calls": shared.sd_model.apply_calls, "loads": sd_models.load_count - start,
+                "model": shared.sd_model.sd_checkpoint_info.short_title}  # fmt: skip
+
+    return ran
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"sampler_name": "UniPC"}, "cannot carry the UniPC sampler across the xl-to-v1 refiner switch"),
+        ({"sampler_name": "LMS"}, "cannot carry the LMS sampler"),
+        ({"refiner_checkpoint": "sd3_medium"}, r"changes the latent channels \(4 -> 16\)"),
+        ({"refiner_checkpoint": "sd15_inpainting"}, "'sd15_inpainting' is an inpainting"),
+        ({"sampler_name": "Heun", "strategy": "Restart with fresh noise"}, "strategy cannot be used with Heun"),
+    ],
+    ids=["unipc", "lms", "channels", "inpainting", "restart-heun"],
+)
+@pytest.mark.parametrize("mode", ["script", "automatic"])
+def test_refusals_come_before_the_first_pass(webui, counted, settings, message, mode):
+    """Known before sampling: the base (loaded), the refiner's family (its file's keys), sampler, strategy."""
+    from modules import shared
+
+    settings = dict(settings)
+    shared.opts.data["latent_interposer_refiner_strategy"] = settings.pop("strategy", "Noise-preserving")
+    shared.opts.data["latent_interposer_auto_apply"] = mode == "automatic"
+    with pytest.raises(refiner_module.RefinerSwitchError, match=message):
+        small_switch(webui, title=TITLE if mode == "script" else None, **settings)
+    assert counted() == {"model calls": 0, "loads": 0, "model": "sdxl_base"}
+    assert ATTRIBUTE not in vars(webui.last_p) and "sample" not in vars(webui.last_p)
+
+
+def test_hires_pass_refusal_uses_the_hires_checkpoint_and_sampler(webui, counted):
+    """Refiner in the hires pass: SD1.5 hires checkpoint, SDXL refiner, UniPC only as the hires sampler."""
+    with pytest.raises(refiner_module.RefinerSwitchError, match="cannot carry the UniPC sampler across the v1-to-xl"):
+        refine(webui, hr_checkpoint_name="sd15_style", refiner_checkpoint="sdxl_refiner", hr_sampler_name="UniPC")
+    assert counted()["model calls"] == 0 and not webui.hires_inputs
+
+
+def test_no_refusal_where_the_webui_does_not_switch_across_families(webui, counted):
+    """UniPC is fine when no switch crosses families: the hires checkpoint *is* the refiner (the webui does not
+    switch in that pass), or the refiner is of the base's family."""
+    refine(webui, sampler_name="UniPC", hr_checkpoint_name="sd15_style", refiner_checkpoint="sd15_style")
+    assert not refiner_lines(webui)
+    value, _ = small_switch(webui, sampler_name="UniPC", refiner_checkpoint="sdxl_refiner")
+    assert value > 15.0
+
+
+def test_a_refiner_whose_family_is_not_known_early_is_refused_at_the_switch(webui, counted, tmp_path):
+    """A config file next to the checkpoint decides its architecture in the webui, so its keys prove nothing:
+    not refused early, but at the switch (the backstop), once the refiner is loaded and flagged."""
+    from modules import sd_models
+
+    info = sd_models.get_closet_checkpoint_match("sd15_style")
+    (Path(info.filename).with_suffix(".yaml")).write_text("model: {}\n")
+    with pytest.raises(refiner_module.RefinerSwitchError, match="cannot carry the UniPC sampler"):
+        small_switch(webui, sampler_name="UniPC")
+    assert counted() == {"model calls": 0, "loads": 1, "model": "sd15_style"}  # refused once the refiner loaded
+
+
+def _header_file(folder, name, tensors):
+    from safetensors.torch import save_file
+
+    path = folder / name
+    save_file({key: torch.zeros(shape, dtype=torch.float16) for key, shape in tensors.items()}, str(path))
+    return path
+
+
+def test_checkpoint_kinds_from_real_key_names_and_shapes(tmp_path):
+    """Key names and UNet input shapes as the published checkpoints have them (other tensors left out)."""
+    from interposer.a1111.families import checkpoint_kind
+
+    clip_l = "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight"
+    unet_in = "model.diffusion_model.input_blocks.0.0.weight"
+    cases = {
+        "sd15.safetensors": ({clip_l: [77, 768], unet_in: [320, 4, 3, 3]}, ("v1", False)),
+        "sd15_inpaint.safetensors": ({clip_l: [77, 768], unet_in: [320, 9, 3, 3]}, ("v1", True)),
+        "ip2p.safetensors": ({clip_l: [77, 768], unet_in: [320, 8, 3, 3]}, ("v1", True)),
+        "sd21.safetensors": ({"cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight": [3072, 1024],
+                              unet_in: [320, 4, 3, 3]}, ("v1", False)),
+        "sdxl.safetensors": ({"conditioner.embedders.0.transformer.text_model.final_layer_norm.weight": [768],
+                              "conditioner.embedders.1.model.ln_final.weight": [1280], unet_in: [320, 4, 3, 3]},
+                             ("xl", False)),
+        "sdxl_inpaint.safetensors": ({"conditioner.embedders.1.model.ln_final.weight": [1280],
+                                      unet_in: [320, 9, 3, 3]}, ("xl", True)),
+        "sdxl_refiner.safetensors": ({"conditioner.embedders.0.model.ln_final.weight": [1280],
+                                      unet_in: [384, 4, 3, 3]}, ("xl", False)),
+        "sd3.safetensors": ({"model.diffusion_model.x_embedder.proj.weight": [1536, 16, 2, 2]}, ("v3", False)),
+        "flux.safetensors": ({"model.diffusion_model.double_blocks.0.img_attn.proj.weight": [8, 8]}, None),
+        "lora.safetensors": ({"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": [4, 320]}, None),
+    }  # fmt: skip
+    for name, (tensors, expected) in cases.items():
+        kind = checkpoint_kind(_header_file(tmp_path, name, tensors))
+        assert (None if kind is None else (kind.family.name, kind.image_conditioned)) == expected, name
+    pickle = tmp_path / "sd15.ckpt"
+    pickle.write_bytes(b"PK\x03\x04 a zip of pickles")
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    assert checkpoint_kind(pickle) is None and checkpoint_kind(broken) is None and checkpoint_kind(None) is None

@@ -48,30 +48,33 @@ class Webui:
     photo: torch.Tensor
     vaes: dict
     runner: scripts.ScriptRunner
+    runner_img2img: scripts.ScriptRunner
     hires_inputs: list = field(default_factory=list)
     console: list = field(default_factory=list)
 
     def script(self, title: str):
         return next(s for s in self.runner.scripts if s.title() == title)
 
-    def script_args(self, title: str | None = None, values=None) -> list:
+    def script_args(self, title: str | None = None, values=None, runner=None) -> list:
         """The full args list the UI would send: defaults, the dropdown index, this script's values."""
-        args = [None] * max(s.args_to for s in self.runner.scripts)
+        runner = runner or self.runner
+        args = [None] * max([1, *(s.args_to for s in runner.scripts)])
         args[0] = 0
-        for script in self.runner.scripts:
+        for script in runner.scripts:
             if script.controls:
                 args[script.args_from : script.args_to] = [c.value for c in script.controls]
         if title is not None:
-            script = self.script(title)
-            args[0] = self.runner.selectable_scripts.index(script) + 1
+            script = next(s for s in runner.scripts if s.title() == title)
+            args[0] = runner.selectable_scripts.index(script) + 1
             if values is not None:
                 args[script.args_from : script.args_to] = values
         return args
 
     def make_p(self, **kwargs) -> processing.StableDiffusionProcessingTxt2Img:
         settings = dict(prompt="a photo", seed=1, steps=6, width=SIZE, height=SIZE, sampler_name="Euler",
-                        enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", hr_checkpoint_name="sd15_style",
-                        denoising_strength=0.5, hr_second_pass_steps=4, cfg_scale=5.0)  # fmt: skip
+                        scheduler="Automatic", enable_hr=True, hr_scale=1.5, hr_upscaler="Latent",
+                        hr_checkpoint_name="sd15_style", denoising_strength=0.5, hr_second_pass_steps=4,
+                        cfg_scale=5.0)  # fmt: skip
         settings.update(kwargs)
         return processing.StableDiffusionProcessingTxt2Img(sd_model=shared.sd_model, **settings)
 
@@ -82,6 +85,19 @@ class Webui:
         p.script_args = tuple(self.script_args(title, values))
         self.last_p = p
         processed = self.runner.run(p, *p.script_args)
+        return processed if processed is not None else processing.process_images(p)
+
+    def img2img(self, title: str | None = None, **kwargs) -> processing.Processed:
+        """One img2img job as the UI runs it (the img2img tab's own runner): the photo as init image."""
+        settings = dict(prompt="a photo", seed=1, steps=10, width=SIZE, height=SIZE, sampler_name="Euler",
+                        scheduler="Automatic", denoising_strength=0.75, cfg_scale=5.0, init_images=[self.photo],
+                        inpainting_fill=1)  # fmt: skip
+        settings.update(kwargs)
+        p = processing.StableDiffusionProcessingImg2Img(sd_model=shared.sd_model, **settings)
+        p.scripts = self.runner_img2img
+        p.script_args = tuple(self.script_args(title, runner=self.runner_img2img))
+        self.last_p = p
+        processed = self.runner_img2img.run(p, *p.script_args)
         return processed if processed is not None else processing.process_images(p)
 
     def hires_psnr(self, index: int = -1, family: str = "v1") -> float:
@@ -128,12 +144,15 @@ def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Pat
     runner = scripts.scripts_txt2img
     runner.initialize_scripts(False)
     runner.setup_ui()
+    runner_img2img = scripts.scripts_img2img
+    runner_img2img.initialize_scripts(True)
+    runner_img2img.setup_ui()
     script_callbacks.ui_settings_callback()
     shared.opts.data["latent_interposer_weights_dir"] = str(weights_dir)
     shared.opts.data["latent_interposer_allow_download"] = False
     DEFAULT_CACHE.clear()
 
-    webui = Webui(photo=photo, vaes=tiny_vaes, runner=runner)
+    webui = Webui(photo=photo, vaes=tiny_vaes, runner=runner, runner_img2img=runner_img2img)
     original = sd_samplers_kdiffusion.KDiffusionSampler.sample_img2img
 
     def spy(self, p, x, noise, *args, **kwargs):

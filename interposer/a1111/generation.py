@@ -5,8 +5,9 @@ A1111's txt2img ``sample()`` runs the first pass, reloads the hires checkpoint, 
 upscaler is a *Latent* one. No script hook sees them in between, so a :class:`Generation`
 replaces ``p.sample`` (to note the first-pass family before the reload) and
 ``p.sample_hr_pass`` (to convert on entry) **on that one ``p`` only**, and puts the class
-methods back when it is detached. The refiner hook (:mod:`.refiner`) finds the same object
-through :func:`Generation.of` and keeps :attr:`Generation.latent_space` up to date.
+methods back when it is detached. img2img's ``p`` has no hires pass: only ``sample`` is wrapped
+there. The refiner hook (:mod:`.refiner`) finds the same object through :func:`Generation.of` and
+keeps :attr:`Generation.latent_space` up to date.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .options import (
     format_infotext,
     format_upscaler_infotext,
 )
+from .refiner import RefinerSwitchError, refusal_before_sampling
 
 ATTRIBUTE = "latent_interposer_generation"
 _WRAPPED = ("sample", "sample_hr_pass")
@@ -50,6 +52,7 @@ class Generation:
         *,
         log: Callable[[str], None] = _log,
         vae_override: Callable[[], str | None] = lambda: None,
+        option: Callable[[str, Any], Any] = lambda key, default: default,
     ) -> None:
         self.p = p
         # Settings are read when sampling starts: after the webui applied the request's override_settings.
@@ -59,12 +62,14 @@ class Generation:
         self.converter: Converter | None = None
         self.log = log
         self.vae_override = vae_override
+        self.option = option  # the webui's settings (hires_fix_refiner_pass), read when sampling starts
         self.latent_space: LatentSpace | None = None  # the space the live latents are in
         self.first_pass_title = "unknown checkpoint"
         self.reports: list[ConversionReport] = []
         self.owner = "script"
         self._said: set[str] = set()
         self._saved: dict[str, tuple[bool, Any]] = {}
+        self._base_init_latent: Any = None  # img2img: p.init_latent in the base model's space, during sample()
 
     # ------------------------------------------------------------------ attach / detach
 
@@ -81,6 +86,8 @@ class Generation:
             return existing
         own = vars(self.p)
         for name in _WRAPPED:
+            if not callable(getattr(self.p, name, None)):
+                continue  # img2img has no sample_hr_pass
             current = own.get(name)
             if current is not None and getattr(current, _MARK, None) is not None:
                 current = None  # a stale wrapper copied from another p (X/Y/Z copies p shallowly)
@@ -117,12 +124,52 @@ class Generation:
     # ------------------------------------------------------------------ hooks
 
     def _sample(self, original: Callable, *args, **kwargs):
-        self.options = self.resolve_options()
-        self.converter = self.make_converter(self.options)
-        # Each batch starts on the first-pass checkpoint (the webui reloads it per iteration).
-        self.latent_space = family_of(self.p.sd_model)
-        self.first_pass_title = model_title(self.p.sd_model)
-        return original(*args, **kwargs)
+        try:
+            self.options = self.resolve_options()
+            self.converter = self.make_converter(self.options)
+            # Each batch starts on the first-pass checkpoint (the webui reloads it per iteration).
+            self.latent_space = family_of(self.p.sd_model)
+            self.first_pass_title = model_title(self.p.sd_model)
+            if self.options.enabled:
+                # Refuse now what the refiner switch would refuse after the whole first pass and the refiner load.
+                refusal = refusal_before_sampling(self.p, self.options.refiner_strategy, self.option)
+                if refusal is not None:
+                    raise RefinerSwitchError(refusal)
+            self.drop_stale_model_wrap()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.restore_init_latent()
+        except BaseException:
+            if self.owner == "automatic":
+                self.detach()  # the webui skips postprocess (where the companion detaches) after an error
+            raise
+
+    def drop_stale_model_wrap(self) -> None:
+        """img2img builds its sampler once (in ``init``) for every batch. After a refiner switch its CFG
+        denoiser wraps the refiner model object, which the next batch's reload of the base unloads when the
+        configs differ (a new object is built): the base pass would run on it. Dropping the wrap makes the
+        webui build it again around the loaded model, as it does at the switch itself."""
+        wrap_cfg = getattr(getattr(self.p, "sampler", None), "model_wrap_cfg", None)
+        wrap = getattr(wrap_cfg, "model_wrap", None)
+        if wrap is not None and getattr(wrap, "inner_model", None) is not self.p.sd_model:
+            wrap_cfg.model_wrap = None  # a reference to another model object, not a same-config reload
+
+    def replace_init_latent(self, converted, original) -> None:
+        """img2img blends ``p.init_latent`` into the result outside an inpainting mask *after* sampling, so
+        from the refiner switch on it must be in the refiner's space; :meth:`restore_init_latent` puts the
+        base-space tensor back when ``sample()`` returns (the next batch starts on the base model again)."""
+        own = vars(self.p)
+        if own.get("init_latent") is not original:
+            return  # not this pass's init latents (a txt2img hires pass samples from its own tensor)
+        if self._base_init_latent is None:
+            self._base_init_latent = original
+        own["init_latent"] = converted
+
+    def restore_init_latent(self) -> None:
+        if self._base_init_latent is not None:
+            vars(self.p)["init_latent"] = self._base_init_latent
+            self._base_init_latent = None
 
     def _sample_hr_pass(self, original: Callable, samples, decoded_samples, *args, **kwargs):
         if self.options is None:  # sample() was not called through our wrapper: nothing is known

@@ -7,24 +7,37 @@ sampler's state has to be changed **in place**, after the reload and before the 
 :class:`RefinerHook` wraps both functions once (while the script is loaded); the wrappers do nothing
 unless the generation has a :class:`~.generation.Generation` attached.
 
-At the switch the sampler holds, in the old space:
+What a sampler can keep from before the switch is of three kinds (see :data:`SAMPLERS`, one entry per
+sampler A1111 1.10.1 lists, from its update rule):
 
-* ``x``: k-diffusion samplers keep ``x = x0 + sigma * eps``; DDIM/PLMS/UniPC keep
-  ``x = sqrt(a) * x0 + sqrt(1 - a) * eps``;
-* the previous denoised estimate ``D``: k-diffusion's DPM++ 2M keeps it as ``old_denoised`` (the very
-  tensor ``forward`` returned), and second-order samplers (DPM++ SDE, Heun) call the model twice per
-  step, so when the switch falls on the second call the step's main ``x`` is the previous call's input.
+* **states** (``x``, and during a multi-call step the step's main ``x``): signal plus noise; each is a
+  tensor that ``forward`` was called with;
+* **clean estimates** (k-diffusion's denoised ``D``: DPM++ 2M's ``old_denoised``, 3M SDE's
+  ``denoised_1``/``denoised_2``): in the latent space; each is a tensor ``forward`` returned;
+* **noise estimates** (LMS's derivatives ``(x - D) / sigma``, PLMS's and DDIM's eps, DPM-Solver's eps,
+  a Heun step's ``d``): ``x - D`` over the noise level, the part of a state that is *not* the image.
 
-Noise-preserving strategy: with ``x0 = D_prev`` (what the last step predicted), the noise part
-``x - x0`` (or ``x - sqrt(a) x0``) is kept and ``x0`` is converted: ``x' = I(x0) + (x - x0)``. The
-previous call's input and output are converted the same way, in place, so history and the main state
-of a second-order step move together. Restart strategy (Fooocus-style): ``x' = I(x0) + sigma * eps'``
-with fresh noise (optionally boosted), the sampler's noise replaced.
+Noise-preserving strategy (default): each state keeps its own noise part and its clean part is
+converted, ``x' = x + s * (I(x0) - x0)`` with ``x0`` the estimate the model made for it (``s`` = 1, or
+``sqrt(a)`` for the timesteps samplers); every kept clean estimate becomes ``I(D)``. A noise estimate of
+a converted state is then unchanged by construction (``x' - I(x0) = x - x0``), so the noise estimates a
+step uses within itself (Heun's ``d``, DPM-Solver's stage eps) are consistent with the converted step.
+This module keeps the last :data:`HISTORY_LENGTH` calls (input, output and copies of both) per denoiser,
+and converts in place every kept input and output that still holds the value it had (LCM, for one,
+reuses an output tensor as the next input and adds noise to it).
 
-Limits (also in the README): UniPC keeps its own list of past x0 predictions, computed inside the
-solver from our outputs, which cannot be reached; the first corrector step after the switch mixes one
-old-space prediction in. PLMS keeps past eps (noise) estimates, which need no conversion. A switch
-that changes the channel count (SDXL <-> SD3) or to/from an inpainting model is refused.
+Multistep samplers that extrapolate *past steps'* noise estimates (PLMS's eps, LMS's derivatives) with
+large weights (up to 59/24) amplify the jump between the two models' predictions; in the stand-in tests,
+keeping them loses 1.3 (LMS) and 2.8 dB (PLMS) against a same-family switch with the same refiner.
+PLMS's past eps are tensors ``forward`` returned, so they are replaced in place by the refiner's first
+eps (its history restarts, as at its own start); LMS's derivatives are computed inside the sampler and
+cannot be reached, so LMS is refused.
+
+Restart strategy (Fooocus-style): ``x' = s * I(x0) + level * eps'`` with fresh noise. A sampler whose
+state still carries the old noise after the switch call (a multi-call step's main state) would mix old
+and new noise, so it is refused with this strategy. Samplers whose state never passes through ``forward``
+(UniPC) or that keep state computed from it in the old space (DPM adaptive, LMS) are refused whatever the
+strategy, as are unknown samplers, channel changes (SDXL <-> SD3) and inpainting models on either side.
 """
 
 from __future__ import annotations
@@ -40,20 +53,75 @@ import torch
 from ..directions import Direction
 from ..errors import InterposerError
 from ..spaces import LatentSpace
-from .families import family_of, model_title
+from .families import checkpoint_kind, family_of, model_title
 
 _MARK = "__latent_interposer_refiner__"
 _CURRENT: contextvars.ContextVar = contextvars.ContextVar("latent_interposer_refiner_call", default=None)
 _HISTORY = "_latent_interposer_history"
 
+# PLMS keeps the eps of its last three steps, which after its two-call first step are the outputs of up to
+# four calls back; DPM++ 3M SDE keeps two past estimates; a DPM fast order-3 step's main state is the input
+# of the call two calls back. Four past calls cover every sampler of 1.10.1.
+HISTORY_LENGTH = 4
+_RESTART_EPS = "_latent_interposer_restart_eps"
 
-# Samplers whose state the switch cannot reach, with the reason given to the user.
-UNSUPPORTED_SAMPLERS = {
-    "UniPC": (
-        "UniPC evaluates the model at a predicted state but continues from its own corrected state and its own "
-        "list of past x0 predictions, which never pass through the webui's denoiser, so they stay in the old "
-        "latent space"
+RESTART_SAFE = "Euler, Euler a, DPM++ 2M, DPM++ 2M SDE, DPM++ 2M SDE Heun, DPM++ 3M SDE, DDIM, DDIM CFG++ or LCM"
+CONVERTIBLE = "Euler, Euler a, DPM++ 2M, DPM++ SDE, DPM++ 3M SDE or DDIM"
+
+
+@dataclass(frozen=True)
+class SamplerSupport:
+    """What a sampler keeps across the switch call, and what the switch does with it."""
+
+    keeps: str  # the sampler's state at a model call, for messages and the README
+    old_noise: str = ""  # what still carries the old noise after the switch call ("" = nothing)
+    refused: str = ""  # why the switch cannot be carried across at all ("" = convertible)
+
+
+_MIDPOINT = "on a step's later model call, the step's main x (and the noise estimate taken from it)"
+SAMPLERS: dict[str, SamplerSupport] = {
+    "DPM++ 2M": SamplerSupport("x; the previous call's estimate old_denoised"),
+    "DPM++ SDE": SamplerSupport("x, Brownian-tree noise; on the midpoint call also the step's main x", _MIDPOINT),
+    "DPM++ 2M SDE": SamplerSupport("x, the previous call's estimate old_denoised, Brownian-tree noise"),
+    "DPM++ 2M SDE Heun": SamplerSupport("x, the previous call's estimate old_denoised, Brownian-tree noise"),
+    "DPM++ 2S a": SamplerSupport("x; on the midpoint call also the step's main x", _MIDPOINT),
+    "DPM++ 3M SDE": SamplerSupport("x, the estimates of the two previous calls, Brownian-tree noise"),
+    "Euler a": SamplerSupport("x only"),
+    "Euler": SamplerSupport("x only"),
+    "LMS": SamplerSupport(
+        "x and the derivatives (x - D) / sigma of up to 4 past steps",
+        "its past derivatives",
+        "it keeps the derivatives of up to four past steps, computed inside the sampler from the base model's "
+        "outputs, and extrapolates them into the next steps with weights up to 59/24; they cannot be reached to "
+        "restart them for the refiner",
     ),
+    "Heun": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", _MIDPOINT),
+    "DPM2": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", _MIDPOINT),
+    "DPM2 a": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", _MIDPOINT),
+    "DPM fast": SamplerSupport("x; within a step (up to 3 calls) the step's main x and the stages' eps", _MIDPOINT),
+    "DPM adaptive": SamplerSupport(
+        "x, the previous accepted low-order state x_prev, the step-size controller's past errors",
+        "x_prev",
+        "it sizes its steps by comparing against its previous accepted state and its controller's past errors, "
+        "computed inside the solver in the old latent space and never passed through the webui's denoiser",
+    ),
+    "Restart": SamplerSupport(
+        "x; on a Heun step's second call also the step's main x and its derivative d; restart noise", _MIDPOINT
+    ),
+    "DDIM": SamplerSupport("x only (eps is used within the call)"),
+    "DDIM CFG++": SamplerSupport("x only (eps and the unconditional eps are used within the call)"),
+    "PLMS": SamplerSupport(
+        "x and up to 3 past eps (model outputs); in its first step also the step's main x",
+        "in its first step, the step's main x",
+    ),
+    "UniPC": SamplerSupport(
+        "its own corrected state and past x0 predictions",
+        "its corrected state",
+        "it evaluates the model at a predicted state but continues from its own corrected state and its own "
+        "list of past x0 predictions, which never pass through the webui's denoiser, so they stay in the old "
+        "latent space",
+    ),
+    "LCM": SamplerSupport("x only (the previous estimate plus fresh noise, in the same tensor)"),
 }
 
 
@@ -61,11 +129,70 @@ class RefinerSwitchError(InterposerError, RuntimeError):
     """A refiner switch the interposer cannot carry the sampler across."""
 
 
+def sampler_refusal(sampler_name: str | None, strategy: str, dirn: Direction) -> str | None:
+    """Why this sampler cannot cross ``dirn`` at the refiner switch with ``strategy`` (``None``: it can)."""
+    name = sampler_name or "unknown"
+    support = SAMPLERS.get(name)
+    if support is None:
+        return (
+            f"Latent Interposer: cannot carry the {name} sampler across the {dirn.name} refiner switch: the "
+            f"interposer does not know what it keeps between steps, so it cannot make sure none of it stays in the "
+            f"old latent space. Use {CONVERTIBLE} for a refiner of another family, or hires fix."
+        )
+    if support.refused:
+        return (
+            f"Latent Interposer: cannot carry the {name} sampler across the {dirn.name} refiner switch: "
+            f"{support.refused}. Use {CONVERTIBLE} for a refiner of another family, or hires fix."
+        )
+    if strategy.lower().startswith("restart") and support.old_noise:
+        return (
+            f"Latent Interposer: the 'Restart with fresh noise' refiner strategy cannot be used with {name} "
+            f"across the {dirn.name} switch: {support.old_noise} still carries the old noise, which the fresh "
+            f"noise would not match. Use the 'Noise-preserving' strategy, or {RESTART_SAFE}."
+        )
+    return None
+
+
+def channel_refusal(dirn: Direction) -> str | None:
+    """A refiner of another channel count cannot take over a running sampler."""
+    if dirn.src.channels == dirn.dst.channels:
+        return None
+    return (
+        f"Latent Interposer: the refiner switch {dirn.name} changes the latent channels ({dirn.src.channels} -> "
+        f"{dirn.dst.channels}); a running sampler's tensors cannot change shape. Use hires fix with a "
+        f"{dirn.dst.label} hires checkpoint instead (the interposer converts there)."
+    )
+
+
+def inpainting_refusal(base_title: str, refiner_title: str) -> str:
+    return (
+        f"Latent Interposer: {base_title!r} or the refiner {refiner_title!r} is an inpainting (image-conditioned) "
+        "model; its conditioning latents are in the other family's space and the webui does not rebuild them at "
+        "the switch. Use non-inpainting checkpoints for a refiner of another family."
+    )
+
+
 def _generation(p: Any):
     from .generation import Generation
 
     generation = Generation.of(p) if p is not None else None
     return generation if generation is not None and generation.options is not None else None
+
+
+@dataclass
+class _Call:
+    """One ``forward`` call: the tensors the sampler passed and got back, and copies of their values."""
+
+    x: torch.Tensor
+    sigma: torch.Tensor
+    out: torch.Tensor
+    x_value: torch.Tensor
+    out_value: torch.Tensor
+
+    @staticmethod
+    def unchanged(tensor: torch.Tensor, value: torch.Tensor) -> bool:
+        """Still the value it had at the call (the sampler did not reuse the tensor for something else)."""
+        return tensor.shape == value.shape and torch.equal(tensor, value)
 
 
 class RefinerHook:
@@ -85,6 +212,7 @@ class RefinerHook:
         self.samplers_common.apply_refiner = self._apply_refiner_wrapper(apply_refiner)
 
     def uninstall(self) -> None:
+        """Put the webui's functions back (only where our wrapper is still the installed one)."""
         if not self._originals:
             return
         if getattr(self.denoiser_class.forward, _MARK, None) is self:
@@ -102,13 +230,18 @@ class RefinerHook:
             generation = _generation(getattr(denoiser, "p", None))
             if generation is None or not generation.options.enabled:
                 return original(denoiser, x, sigma, *args, **kwargs)
+            history = denoiser.__dict__.setdefault(_HISTORY, deque(maxlen=HISTORY_LENGTH))
+            if getattr(denoiser, "step", None) == 0:
+                history.clear()  # a new sampling run (img2img reuses its sampler for every batch)
             token = _CURRENT.set((denoiser, x, sigma))
             try:
                 denoised = original(denoiser, x, sigma, *args, **kwargs)
             finally:
                 _CURRENT.reset(token)
-            history = denoiser.__dict__.setdefault(_HISTORY, deque(maxlen=2))
-            history.append((x, sigma, denoised))
+            if denoiser.__dict__.pop(_RESTART_EPS, False):
+                _restart_eps_history(history, denoised)
+            if isinstance(x, torch.Tensor) and isinstance(denoised, torch.Tensor):
+                history.append(_Call(x, sigma, denoised, x.detach().clone(), denoised.detach().clone()))
             return denoised
 
         setattr(forward, _MARK, self)
@@ -162,6 +295,10 @@ class ModelFacts:
         return ModelFacts(family_of(model), model_title(model), key, inpaint)
 
 
+def sampler_name_of(denoiser: Any) -> str | None:
+    return getattr(getattr(getattr(denoiser, "sampler", None), "config", None), "name", None)
+
+
 def carry_across_switch(generation, denoiser, x: torch.Tensor, sigma: torch.Tensor, before: ModelFacts) -> None:
     """The refiner was just loaded: move the sampler's state into its latent space, in place."""
     p = denoiser.p
@@ -179,34 +316,19 @@ def carry_across_switch(generation, denoiser, x: torch.Tensor, sigma: torch.Tens
         generation.latent_space = target
         return
     dirn = Direction(source, target)
-    if source.channels != target.channels:
-        raise RefinerSwitchError(
-            f"Latent Interposer: the refiner switch {dirn.name} changes the latent channels ({source.channels} -> "
-            f"{target.channels}); a running sampler's tensors cannot change shape. Use hires fix with a "
-            f"{target.label} hires checkpoint instead (the interposer converts there)."
-        )
-    sampler_name = getattr(getattr(getattr(denoiser, "sampler", None), "config", None), "name", None)
-    if sampler_name in UNSUPPORTED_SAMPLERS:
-        raise RefinerSwitchError(
-            f"Latent Interposer: cannot carry the {sampler_name} sampler across the {dirn.name} refiner switch: "
-            f"{UNSUPPORTED_SAMPLERS[sampler_name]}. Use Euler, Euler a, DPM++ 2M, DPM++ SDE or DDIM for a "
-            "refiner of another family, or hires fix."
-        )
-    if before.image_conditioned or after.image_conditioned:
-        raise RefinerSwitchError(
-            f"Latent Interposer: {before.title!r} or the refiner {after.title!r} is an inpainting (image-conditioned) "
-            "model; its conditioning latents are in the other family's space and the webui does not rebuild them at "
-            "the switch. Use non-inpainting checkpoints for a refiner of another family."
-        )
-
-    history = denoiser.__dict__.get(_HISTORY) or deque()
-    previous = history[-1] if history else None
-    alphas = getattr(denoiser, "alphas", None)  # set on the timesteps samplers' denoiser (DDIM, PLMS, UniPC)
     strategy = generation.options.refiner_strategy
+    refusal = channel_refusal(dirn) or sampler_refusal(sampler_name_of(denoiser), strategy, dirn)
+    if refusal is None and (before.image_conditioned or after.image_conditioned):
+        refusal = inpainting_refusal(before.title, after.title)
+    if refusal is not None:
+        raise RefinerSwitchError(refusal)
+
+    calls: list[_Call] = list(denoiser.__dict__.get(_HISTORY) or ())
+    alphas = getattr(denoiser, "alphas", None)  # set on the timesteps samplers' denoiser (DDIM, PLMS, UniPC)
     restart = strategy.lower().startswith("restart")
 
-    if previous is not None:
-        x0 = _clean_estimate(previous, alphas)
+    if calls:
+        x0 = _clean_estimate(calls[-1], alphas)
     elif getattr(denoiser, "init_latent", None) is not None:
         x0 = denoiser.init_latent  # img2img / hires pass switching at its first step
     else:
@@ -215,42 +337,74 @@ def carry_across_switch(generation, denoiser, x: torch.Tensor, sigma: torch.Tens
         return
 
     converted_x0 = generation.convert(x0.float(), dirn, "refiner").to(x.dtype)
-    scale_now = _signal_scale(alphas, sigma, x)
+    # Every kept call's own estimate, the older ones converted in one batch (the newest is x0 itself).
+    estimates = [_clean_estimate(call, alphas) for call in calls[:-1]]
+    converted = _convert_batch(generation, estimates, dirn)
+    if calls:
+        estimates.append(x0)
+        converted.append(converted_x0)
 
     updates: list[tuple[torch.Tensor, torch.Tensor]] = []
+    scale_now = _signal_scale(alphas, sigma, x)
     if restart:
         noise = _fresh_noise(p, x, denoiser)
         level = _noise_level(alphas, sigma, x) * (1.0 + generation.options.noise_boost)
         updates.append((x, scale_now * converted_x0 + level * noise))
     else:
         updates.append((x, x + scale_now * (converted_x0 - x0.to(x.dtype))))
-    if previous is not None:
-        prev_x, prev_sigma, prev_denoised = previous
-        if prev_x is not x and prev_x.shape == x.shape:  # a second-order step's main state (dead otherwise)
-            scale_prev = _signal_scale(alphas, prev_sigma, prev_x)
-            updates.append((prev_x, prev_x + scale_prev * (converted_x0 - x0.to(prev_x.dtype))))
-        if alphas is None and prev_denoised.shape == x.shape:  # k-diffusion history: D_prev -> I(D_prev)
-            updates.append((prev_denoised, converted_x0.to(prev_denoised.dtype)))
+    for call, estimate, new in zip(reversed(calls), reversed(estimates), reversed(converted), strict=True):
+        # A kept state (a multi-call step's main x; dead otherwise) keeps its own noise part.
+        if call.x is not x and _Call.unchanged(call.x, call.x_value):
+            scale = _signal_scale(alphas, call.sigma, call.x)
+            updates.append((call.x, call.x_value + scale * (new - estimate).to(call.x.dtype)))
+        # A kept clean estimate (k-diffusion's D; the timesteps samplers return eps, which stays).
+        if alphas is None and _Call.unchanged(call.out, call.out_value):
+            updates.append((call.out, new.to(call.out.dtype)))
     seen = set()
     for tensor, value in updates:  # all new values were computed from the old ones first
         if tensor.data_ptr() not in seen:
             seen.add(tensor.data_ptr())
             tensor.copy_(value)
-    if getattr(denoiser, "init_latent", None) is not None and denoiser.init_latent.shape == x.shape:
-        denoiser.init_latent = generation.converter.run(denoiser.init_latent, dirn)[0]
+    init_latent = getattr(denoiser, "init_latent", None)
+    if init_latent is not None and init_latent.shape == x.shape:
+        denoiser.init_latent = generation.converter.run(init_latent, dirn)[0]
+        generation.replace_init_latent(denoiser.init_latent, init_latent)
     sampler = getattr(denoiser, "sampler", None)
     if sampler is not None:
         sampler.last_latent = converted_x0  # what an interrupt returns and previews show
+    if alphas is not None:
+        denoiser.__dict__[_RESTART_EPS] = True  # once the refiner's eps is known (see _restart_eps_history)
     generation.latent_space = target
 
 
-def _clean_estimate(previous: tuple, alphas) -> torch.Tensor:
-    """x0 as the previous model call saw it: D itself (k-diffusion), or from eps (timesteps samplers)."""
-    prev_x, prev_sigma, prev_out = previous
+def _restart_eps_history(calls, eps: torch.Tensor) -> None:
+    """The refiner's first eps replaces the base model's past eps (PLMS's ``old_eps``), in place.
+
+    PLMS extrapolates its last eps with Adams-Bashforth weights up to 59/24; with the base model's eps in
+    that history the jump between the two models (and the interposer's error that the refiner corrects) is
+    amplified into the state. Replacing them with the refiner's own eps restarts the history for the new
+    model: the switch step becomes a DDIM step, as PLMS's own start is a low-order step."""
+    for call in calls:
+        if call.out is not eps and _Call.unchanged(call.out, call.out_value):
+            call.out.copy_(eps)
+            call.out_value = eps.detach().clone()
+
+
+def _convert_batch(generation, tensors: list[torch.Tensor], dirn: Direction) -> list[torch.Tensor]:
+    """Convert several same-shaped latents in one interposer run (no console line of their own)."""
+    if not tensors:
+        return []
+    stacked = torch.cat([t.float() for t in tensors])
+    out = generation.converter.run(stacked, dirn)[0]
+    return [part.to(t.dtype) for part, t in zip(out.split([t.shape[0] for t in tensors]), tensors, strict=True)]
+
+
+def _clean_estimate(call: _Call, alphas) -> torch.Tensor:
+    """x0 as that model call saw it: D itself (k-diffusion), or from eps (timesteps samplers)."""
     if alphas is None:
-        return prev_out
-    a = _alpha(alphas, prev_sigma, prev_x)
-    return (prev_x - (1 - a).sqrt() * prev_out) / a.sqrt()
+        return call.out_value
+    a = _alpha(alphas, call.sigma, call.x_value)
+    return (call.x_value - (1 - a).sqrt() * call.out_value) / a.sqrt()
 
 
 def _alpha(alphas, timestep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -279,3 +433,64 @@ def _fresh_noise(p: Any, like: torch.Tensor, denoiser: Any) -> torch.Tensor:
     while len(noise) < like.shape[0]:
         noise.append(torch.randn(like.shape[1:]))
     return torch.stack(noise).to(like.device, like.dtype)
+
+
+# --------------------------------------------------------------------------- before the first pass
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    """A checkpoint a pass will run on, as known before sampling (``family`` None: not known)."""
+
+    family: LatentSpace | None
+    image_conditioned: bool
+    filename: str | None
+    title: str
+
+
+def _checkpoint(info: Any, loaded: Any) -> _Checkpoint:
+    """From the loaded model if ``info`` is its file (or ``None``: the same checkpoint), else from the file."""
+    loaded_info = getattr(loaded, "sd_checkpoint_info", None)
+    if info is None or getattr(info, "filename", None) == getattr(loaded_info, "filename", object()):
+        facts = ModelFacts.of(loaded)
+        return _Checkpoint(facts.family, facts.image_conditioned, getattr(loaded_info, "filename", None), facts.title)
+    title = str(getattr(info, "short_title", None) or getattr(info, "title", None) or "unknown checkpoint")
+    kind = checkpoint_kind(getattr(info, "filename", None))
+    if kind is None:
+        return _Checkpoint(None, False, getattr(info, "filename", None), title)
+    return _Checkpoint(kind.family, kind.image_conditioned, info.filename, title)
+
+
+def refusal_before_sampling(p: Any, strategy: str, option: Callable[[str, Any], Any]) -> str | None:
+    """The refusal a refiner switch of this generation will meet, if that is known before the first pass.
+
+    Known: the loaded base model, the hires checkpoint and the refiner checkpoint (their files' keys, read
+    as the webui reads them to pick a config, see :func:`.families.checkpoint_kind`), the samplers and
+    which pass the switch happens in (``hires_fix_refiner_pass``). Whatever is not known here (a ``.ckpt``
+    refiner, a model of no known family) is left to the check at the switch."""
+    refiner = getattr(p, "refiner_checkpoint_info", None)
+    switch_at = getattr(p, "refiner_switch_at", None)
+    if refiner is None or (switch_at is not None and float(switch_at) >= 1.0):
+        return None  # no refiner, or a switch ratio the webui never reaches
+    base = p.sd_model
+    passes: list[tuple[_Checkpoint, str | None]] = []  # the model each switching pass runs on, its sampler
+    hires = bool(getattr(p, "enable_hr", False)) and callable(getattr(p, "sample_hr_pass", None))
+    which = str(option("hires_fix_refiner_pass", "second pass")) if hires else "first pass"
+    if which in ("first pass", "both passes") and not (hires and getattr(p, "firstpass_image", None) is not None):
+        passes.append((_checkpoint(None, base), p.sampler_name))
+    if hires and which in ("second pass", "both passes"):
+        sampler = getattr(p, "hr_sampler_name", None) or p.sampler_name
+        passes.append((_checkpoint(getattr(p, "hr_checkpoint_info", None), base), sampler))
+    target = _checkpoint(refiner, base)
+    for current, sampler in passes:
+        if current.filename == target.filename:
+            continue  # the refiner is already the loaded model in that pass: the webui does not switch
+        if current.family is None or target.family is None or current.family.name == target.family.name:
+            continue  # not known to cross families
+        dirn = Direction(current.family, target.family)
+        refusal = channel_refusal(dirn) or sampler_refusal(sampler, strategy, dirn)
+        if refusal is None and (current.image_conditioned or target.image_conditioned):
+            refusal = inpainting_refusal(current.title, target.title)
+        if refusal is not None:
+            return refusal
+    return None

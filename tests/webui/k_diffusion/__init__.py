@@ -1,2 +1,4 @@
-"""Stand-in for the k-diffusion samplers A1111 1.10 pins (crowsonkb/k-diffusion @ ab527a9),
-reimplemented from their update rules (see sampling.py)."""
+"""Stand-in for the k-diffusion that A1111 1.10.1 pins (crowsonkb/k-diffusion @ ab527a9): the samplers,
+the discrete-schedule model wrappers and ``append_dims``, reimplemented from their update rules."""
+
+from . import external, sampling, utils  # noqa: F401

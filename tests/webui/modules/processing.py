@@ -1,4 +1,4 @@
-"""Mirrors modules/processing.py (1.10.1), reduced to txt2img with hires fix.
+"""Mirrors modules/processing.py (1.10.1), reduced to txt2img with hires fix and img2img.
 
 Kept as in the webui: ``process_images`` (before_process, override_settings applied and restored),
 ``process_images_inner`` (refiner info before ``scripts.process``, ``p.init``, a base-model reload
@@ -8,8 +8,16 @@ and ``StableDiffusionProcessingTxt2Img.sample`` / ``sample_hr_pass`` step by ste
 ``SkipWritingToConfig``, then ``self.sample_hr_pass`` looked up on the instance; inside it the early
 return on interrupt, latent interpolation, RNG from ``samples.shape``, ``before_hr`` and
 ``process_before_every_sampling``, ``sample_img2img``, decode with the hires model.
-Differences: images stay tensors in [0, 1] (no PIL, no saving), ``firstpass_image`` is a (1, 3, H, W)
-tensor in [0, 1], and a pixel "upscaler" is bicubic interpolation.
+``StableDiffusionProcessingImg2Img``: ``init`` creates the sampler once for all batches, encodes the init
+images with the loaded (base) model's VAE into ``init_latent`` and builds the latent ``mask``/``nmask`` of an
+inpainting mask; ``sample`` draws the noise, calls ``process_before_every_sampling`` and
+``sampler.sample_img2img(self, self.init_latent, x, ...)`` (the refiner switch happens inside) and blends the
+result with ``self.init_latent`` outside the mask (``on_mask_blend``).
+Differences: images stay tensors in [0, 1] (no PIL, no saving, no overlay compositing of inpainting
+results), init images and masks are (1, C, H, W) tensors already at the target size (no resize modes, no
+"inpaint only masked" crop), the mask is not blurred, ``inpainting_fill`` 0 ("fill") paints the masked
+pixels with the mean colour of the others (the webui smears the surrounding colours in), and a pixel
+"upscaler" is bicubic interpolation.
 """
 
 from __future__ import annotations
@@ -86,6 +94,7 @@ class StableDiffusionProcessing:
         self.rng = None
         self.iteration = 0
         self.is_api = False
+        self.sampler_noise_scheduler_override = None
 
     @property
     def sd_model(self):
@@ -123,7 +132,28 @@ class StableDiffusionProcessing:
         return txt2img_image_conditioning(self.sd_model, x, width or self.width, height or self.height)
 
     def img2img_image_conditioning(self, source_image, latent_image, image_mask=None, round_image_mask=True):
-        return latent_image.new_zeros(latent_image.shape[0], 5, 1, 1)
+        inpainting = self.sampler.conditioning_key in {"hybrid", "concat"} or getattr(
+            self.sampler.model_wrap.inner_model, "is_sdxl_inpaint", False
+        )
+        if inpainting:
+            return self.inpainting_image_conditioning(source_image, latent_image, image_mask, round_image_mask)
+        return latent_image.new_zeros(latent_image.shape[0], 5, 1, 1)  # dummy: not an inpainting model
+
+    def inpainting_image_conditioning(self, source_image, latent_image, image_mask=None, round_image_mask=True):
+        """The mask at latent size and the masked image encoded by the *loaded* model's VAE: 1 + C channels."""
+        if image_mask is None:
+            conditioning_mask = source_image.new_ones(1, 1, *source_image.shape[-2:])
+        else:
+            conditioning_mask = image_mask[:, :1].to(source_image.dtype)
+            conditioning_mask = conditioning_mask.round() if round_image_mask else conditioning_mask
+        weight = opts.inpainting_mask_weight
+        conditioning_image = torch.lerp(source_image, source_image * (1.0 - conditioning_mask), weight)
+        conditioning_image = self.sd_model.get_first_stage_encoding(
+            self.sd_model.encode_first_stage(conditioning_image)
+        )
+        conditioning_mask = F.interpolate(conditioning_mask, size=latent_image.shape[-2:])
+        conditioning_mask = conditioning_mask.expand(conditioning_image.shape[0], -1, -1, -1)
+        return torch.cat([conditioning_mask, conditioning_image], dim=1).to(latent_image.dtype)
 
     def setup_conds(self):
         # Conditioning depends on the checkpoint loaded (its text encoders); record which one.
@@ -151,6 +181,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         self.hr_resize_y = hr_resize_y
         self.hr_checkpoint_name = hr_checkpoint_name
         self.hr_sampler_name = hr_sampler_name
+        self.hr_scheduler = hr_scheduler
         self.hr_checkpoint_info = None
         self.hr_upscale_to_x = 0
         self.hr_upscale_to_y = 0
@@ -167,6 +198,10 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
             if self.hr_checkpoint_info is None:
                 raise Exception(f"Could not find checkpoint with name {self.hr_checkpoint_name}")
             self.extra_generation_params["Hires checkpoint"] = self.hr_checkpoint_info.short_title
+        if self.hr_sampler_name is not None and self.hr_sampler_name != self.sampler_name:
+            self.extra_generation_params["Hires sampler"] = self.hr_sampler_name
+        if self.hr_scheduler is None:
+            self.hr_scheduler = self.scheduler
         self.latent_scale_mode = (
             shared.latent_upscale_modes.get(self.hr_upscaler, None)
             if self.hr_upscaler is not None
@@ -287,6 +322,101 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         return super().get_conds()
 
 
+class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
+    def __init__(self, init_images=None, resize_mode=0, denoising_strength=0.75, image_cfg_scale=None, mask=None,
+                 mask_blur=4, mask_round=True, inpainting_fill=0, inpaint_full_res=True, inpaint_full_res_padding=0,
+                 inpainting_mask_invert=0, initial_noise_multiplier=None, latent_mask=None, force_task_id=None,
+                 **kwargs):  # fmt: skip
+        super().__init__(denoising_strength=denoising_strength, **kwargs)
+        self.init_images = init_images
+        self.resize_mode = resize_mode
+        self.image_cfg_scale = image_cfg_scale
+        self.mask_blur = mask_blur
+        self.mask_round = mask_round
+        self.inpainting_fill = inpainting_fill
+        self.inpaint_full_res = inpaint_full_res
+        self.inpainting_mask_invert = inpainting_mask_invert
+        self.latent_mask = latent_mask
+        self.image_mask = mask
+        self.mask = None
+        self.nmask = None
+        self.image_conditioning = None
+        self.init_latent = None
+        self.initial_noise_multiplier = (
+            opts.initial_noise_multiplier if initial_noise_multiplier is None else initial_noise_multiplier
+        )
+
+    def init(self, all_prompts, all_seeds, all_subseeds):
+        self.extra_generation_params["Denoising strength"] = self.denoising_strength
+        self.image_cfg_scale = self.image_cfg_scale if self.sd_model.cond_stage_key == "edit" else None
+        self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
+
+        image_mask = self.image_mask
+        if image_mask is not None:
+            image_mask = (image_mask[:, :1] > 0.5).float() if self.mask_round else image_mask[:, :1].float()
+            if self.inpainting_mask_invert:
+                image_mask = 1 - image_mask
+                self.extra_generation_params["Mask mode"] = "Inpaint not masked"
+        latent_mask = self.latent_mask if self.latent_mask is not None else image_mask
+
+        images = [img.float().clamp(0, 1) for img in self.init_images]
+        if image_mask is not None and self.inpainting_fill == 0:
+            images = [torch.where(image_mask > 0.5, (img * (1 - image_mask)).sum((2, 3), keepdim=True)
+                                  / (1 - image_mask).sum().clamp(min=1), img) for img in images]  # fmt: skip
+            self.extra_generation_params["Masked content"] = "fill"
+        if len(images) == 1:
+            batch_images = images[0].repeat(self.batch_size, 1, 1, 1)
+        elif len(images) <= self.batch_size:
+            self.batch_size = len(images)
+            batch_images = torch.cat(images)
+        else:
+            raise RuntimeError(f"bad number of images passed: {len(images)}; expecting {self.batch_size} or less")
+
+        image = batch_images.to(shared.device or devices.device, dtype=devices.dtype_vae)
+        self.init_latent = sd_samplers_common.images_tensor_to_samples(image, None, self.sd_model)
+
+        if image_mask is not None:
+            latmask = F.interpolate(latent_mask, size=self.init_latent.shape[-2:], mode="area")[0, 0]
+            if self.mask_round:
+                latmask = latmask.round()
+            latmask = latmask[None].repeat(self.init_latent.shape[1], 1, 1)
+            self.mask = (1.0 - latmask).to(shared.device or devices.device).type(devices.dtype)
+            self.nmask = latmask.to(shared.device or devices.device).type(devices.dtype)
+            if self.inpainting_fill == 2:
+                noise = rng.ImageRNG(self.init_latent.shape[1:], all_seeds[0 : self.init_latent.shape[0]]).next()
+                self.init_latent = self.init_latent * self.mask + noise * self.nmask
+                self.extra_generation_params["Masked content"] = "latent noise"
+            elif self.inpainting_fill == 3:
+                self.init_latent = self.init_latent * self.mask
+                self.extra_generation_params["Masked content"] = "latent nothing"
+
+        self.image_conditioning = self.img2img_image_conditioning(image * 2 - 1, self.init_latent, image_mask,
+                                                                  self.mask_round)  # fmt: skip
+
+    def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
+        x = self.rng.next()
+        if self.initial_noise_multiplier != 1.0:
+            self.extra_generation_params["Noise multiplier"] = self.initial_noise_multiplier
+            x *= self.initial_noise_multiplier
+        if self.scripts is not None:
+            self.scripts.process_before_every_sampling(p=self, x=self.init_latent, noise=x, c=conditioning,
+                                                       uc=unconditional_conditioning)  # fmt: skip
+        samples = self.sampler.sample_img2img(self, self.init_latent, x, conditioning, unconditional_conditioning,
+                                              image_conditioning=self.image_conditioning)  # fmt: skip
+        if self.mask is not None:
+            blended_samples = samples * self.nmask + self.init_latent * self.mask
+            if self.scripts is not None:
+                from modules import scripts
+
+                mba = scripts.MaskBlendArgs(samples, self.nmask, self.init_latent, self.mask, blended_samples)
+                self.scripts.on_mask_blend(self, mba)
+                blended_samples = mba.blended_latent
+            samples = blended_samples
+        del x
+        devices.torch_gc()
+        return samples
+
+
 class Processed:
     def __init__(self, p, images_list, seed=-1, info="", subseed=None, infotexts=None):
         self.images = images_list
@@ -335,6 +465,7 @@ def process_images(p):
             opts.set(k, v, is_api=True, run_callbacks=False)
             if k == "sd_model_checkpoint":
                 sd_models.reload_model_weights()
+        sd_samplers.fix_p_invalid_sampler_and_scheduler(p)
         res = process_images_inner(p)
     finally:
         if p.override_settings_restore_afterwards:
@@ -375,10 +506,20 @@ def process_images_inner(p):
             p.rng = rng.ImageRNG((latent_channels, p.height // opt_f, p.width // opt_f), p.seeds, subseeds=p.subseeds,
                                  subseed_strength=p.subseed_strength, seed_resize_from_h=p.seed_resize_from_h,
                                  seed_resize_from_w=p.seed_resize_from_w)  # fmt: skip
+            if p.scripts is not None:
+                p.scripts.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds,
+                                               subseeds=p.subseeds)  # fmt: skip
+                p.scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
             p.setup_conds()
             with devices.autocast():
                 samples_ddim = p.sample(conditioning=p.c, unconditional_conditioning=p.uc, seeds=p.seeds,
                                         subseeds=p.subseeds, subseed_strength=p.subseed_strength, prompts=p.prompts)  # fmt: skip
+            if p.scripts is not None:
+                from modules import scripts
+
+                ps = scripts.PostSampleArgs(samples_ddim)
+                p.scripts.post_sample(p, ps)
+                samples_ddim = ps.samples
             if getattr(samples_ddim, "already_decoded", False):
                 x_samples_ddim = samples_ddim
             else:

@@ -1,13 +1,28 @@
-"""Mirrors modules/sd_samplers_common.py (1.10.1): the Sampler base (``last_latent``,
-``launch_sampling`` returning ``last_latent`` on interrupt, TorchHijack of k-diffusion's torch),
-``apply_refiner`` (sigma-based switch, hires_fix_refiner_pass, reload + conds) and the VAE helpers."""
+"""Mirrors modules/sd_samplers_common.py (1.10.1): ``SamplerData`` (``total_steps``: twice the steps for
+second-order samplers), ``setup_img2img_steps``, the Sampler base (``last_latent``, ``launch_sampling``
+returning ``last_latent`` on interrupt, ``initialize`` with the img2img mask, eta and TorchHijack of
+k-diffusion's torch, ``create_noise_sampler`` for the Brownian-tree samplers), ``apply_refiner``
+(sigma-based switch, hires_fix_refiner_pass, reload + conds) and the VAE helpers."""
 
 from __future__ import annotations
 
+import inspect
+from collections import namedtuple
+
+import k_diffusion.sampling
 import torch
 
 from modules import devices, sd_models, shared
 from modules.shared import opts, state
+
+SamplerDataTuple = namedtuple("SamplerData", ["name", "constructor", "aliases", "options"])
+
+
+class SamplerData(SamplerDataTuple):
+    def total_steps(self, steps):
+        if self.options.get("second_order", False):
+            steps = steps * 2
+        return steps
 
 
 class InterruptedException(BaseException):
@@ -107,17 +122,30 @@ class Sampler:
         self.funcname = funcname
         self.func = funcname
         self.extra_params = []
-        self.last_latent = None
-        self.s_noise = 1.0
+        self.sampler_noises = None
+        self.stop_at = None
         self.eta = None
-        self.config = None
+        self.config: SamplerData = None  # set by create_sampler
+        self.last_latent = None
+        self.s_min_uncond = None
+        self.s_churn = 0.0
+        self.s_tmin = 0.0
+        self.s_tmax = float("inf")
+        self.s_noise = 1.0
+        self.eta_option_field = "eta_ancestral"
+        self.eta_infotext_field = "Eta"
+        self.eta_default = 1.0
+        self.conditioning_key = getattr(shared.sd_model.model, "conditioning_key", "crossattn")
         self.p = None
         self.model_wrap_cfg = None
         self.sampler_extra_args = None
-        self.conditioning_key = getattr(getattr(shared.sd_model, "model", None), "conditioning_key", "crossattn")
+        self.options = {}
 
     def callback_state(self, d):
-        state.sampling_step = d["i"]
+        step = d["i"]
+        if self.stop_at is not None and step > self.stop_at:
+            raise InterruptedException
+        state.sampling_step = step
 
     def launch_sampling(self, steps, func):
         self.model_wrap_cfg.steps = steps
@@ -129,12 +157,38 @@ class Sampler:
         except InterruptedException:
             return self.last_latent
 
-    def initialize(self, p):
+    def initialize(self, p) -> dict:
         self.p = p
         self.model_wrap_cfg.p = p
+        self.model_wrap_cfg.mask = p.mask if hasattr(p, "mask") else None
+        self.model_wrap_cfg.nmask = p.nmask if hasattr(p, "nmask") else None
         self.model_wrap_cfg.step = 0
-        self.eta = p.eta if p.eta is not None else getattr(opts, self.eta_option_field, 1.0)
-        import k_diffusion.sampling
-
+        self.model_wrap_cfg.image_cfg_scale = getattr(p, "image_cfg_scale", None)
+        self.eta = p.eta if p.eta is not None else getattr(opts, self.eta_option_field, 0.0)
+        self.s_min_uncond = getattr(p, "s_min_uncond", 0.0)
         k_diffusion.sampling.torch = TorchHijack(p)
-        return {}
+
+        extra_params_kwargs = {}
+        parameters = inspect.signature(self.func).parameters
+        for param_name in self.extra_params:
+            if hasattr(p, param_name) and param_name in parameters:
+                extra_params_kwargs[param_name] = getattr(p, param_name)
+        if "eta" in parameters:
+            if self.eta != self.eta_default:
+                p.extra_generation_params[self.eta_infotext_field] = self.eta
+            extra_params_kwargs["eta"] = self.eta
+        if "s_noise" in extra_params_kwargs and opts.s_noise != self.s_noise:
+            extra_params_kwargs["s_noise"] = opts.s_noise
+            p.extra_generation_params["Sigma noise"] = opts.s_noise
+        return extra_params_kwargs
+
+    def create_noise_sampler(self, x, sigmas, p):
+        """Brownian-tree noise seeded by the batch's seeds, so results do not depend on the batch size."""
+        if shared.opts.no_dpmpp_sde_batch_determinism:
+            return None
+        sigma_min, sigma_max = sigmas[sigmas > 0].min(), sigmas.max()
+        current_iter_seeds = p.all_seeds[p.iteration * p.batch_size : (p.iteration + 1) * p.batch_size]
+        return k_diffusion.sampling.BrownianTreeNoiseSampler(x, sigma_min, sigma_max, seed=current_iter_seeds)
+
+    def add_infotext(self, p):
+        pass

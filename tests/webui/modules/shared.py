@@ -25,6 +25,7 @@ options_templates.update(options_section(("vae", "VAE", "sd"), {
 }))  # fmt: skip
 options_templates.update(options_section(("img2img", "img2img", "sd"), {
     "inpainting_mask_weight": OptionInfo(1.0, "Inpainting conditioning mask strength"),
+    "initial_noise_multiplier": OptionInfo(1.0, "Noise multiplier for img2img"),
     "save_images_before_highres_fix": OptionInfo(False, "Save a copy of image before applying highres fix."),
     "img2img_fix_steps": OptionInfo(False, "With img2img, do exactly the amount of steps the slider specifies."),
 }))  # fmt: skip
@@ -32,6 +33,12 @@ options_templates.update(options_section(("sampler-params", "Sampler parameters"
     "eta_ancestral": OptionInfo(1.0, "Eta for k-diffusion samplers"),
     "eta_ddim": OptionInfo(0.0, "Eta for DDIM"),
     "s_noise": OptionInfo(1.0, "sigma noise"),
+    "always_discard_next_to_last_sigma": OptionInfo(False, "Always discard next-to-last sigma"),
+    "use_old_karras_scheduler_sigmas": OptionInfo(False, "Use old karras scheduler sigmas (0.1 to 10)."),
+    "no_dpmpp_sde_batch_determinism": OptionInfo(False, "Do not make DPM++ SDE deterministic across different batch sizes."),
+    "enable_quantization": OptionInfo(False, "Enable quantization in K samplers for sharper and cleaner results."),
+    "beta_dist_alpha": OptionInfo(0.6, "Beta scheduler - alpha"),
+    "beta_dist_beta": OptionInfo(0.6, "Beta scheduler - beta"),
 }))  # fmt: skip
 
 opts = Options(options_templates)
