@@ -63,11 +63,13 @@ def cmd_encode(args: argparse.Namespace) -> int:
     families = list(dict.fromkeys(get_space(f).name for f in args.families))
     if len(families) < 2:
         raise InterposerError("Give at least two families to pair (e.g. --families v1 xl).")
-    if not Path(args.images).is_dir():
-        raise InterposerError(f"Image folder {args.images} does not exist.")
+    for folder in args.images:
+        if not Path(folder).is_dir():
+            raise InterposerError(f"Image folder {folder} does not exist.")
     settings = EncodeSettings(
         crop=args.crop, crops_per_image=args.crops_per_image, min_scale=args.min_scale, flip=not args.no_flip,
         max_side=args.max_side, holdout=args.holdout, holdout_crops=args.holdout_crops, seed=args.seed,
+        factors=tuple(sorted(set(args.factors or ()))), rgb=args.rgb,
     )  # fmt: skip
     vaes = _load_vaes(args, families)
     manifest = encode_folder(args.images, args.out, vaes, settings, shard_images=args.shard_images,
@@ -174,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("encode", help="image folder -> paired raw latent shards of two or more families",
                        description="Cut random crops from every image and encode each crop with every family's VAE "
                        "(raw latents). Resumable: run it again to finish or extend a folder.")  # fmt: skip
-    p.add_argument("images", help="folder of images (.jpg, .png, .webp, .bmp)")
+    p.add_argument("images", nargs="+", help="one or more folders of images (any format Pillow reads)")
     p.add_argument("out", help="output folder (shards + manifest.json)")
     p.add_argument("--families", nargs="+", required=True, metavar="FAMILY", help=f"two or more of {SPACE_NAMES}")
     p.add_argument("--crop", type=int, default=512, help="crop side in pixels, a multiple of 8 (default 512)")
@@ -182,7 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-scale", type=float, default=0.5, help="crops come from the image scaled by [min, 1]")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--max-side", type=int, default=1024, help="downscale images to this longer side first")
-    p.add_argument("--holdout", type=int, default=0, help="images to keep out of training for eval (seeded pick)")
+    p.add_argument("--holdout", type=int, default=0,
+                   help="images per folder to keep out of training for eval (seeded pick)")
+    p.add_argument("--factors", type=float, nargs="+", metavar="F",
+                   help="also encode each crop downscaled by these factors: upscaler training pairs (e.g. 1.5 2)")
+    p.add_argument("--rgb", action="store_true", help="also keep the crops (uint8) for image-space losses")
     p.add_argument("--holdout-crops", type=int, default=2, help="crops per held-out image for validation losses")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shard-images", type=int, default=16, help="images per shard (the unit of resume)")

@@ -25,10 +25,16 @@ class TrainConfig:
     src: str = "xl"
     dst: str = "v1"
     out: str = ""  # run folder (default: runs/{src}-to-{dst})
-    # model (InterposerV4 constructor; the published layout is ch_mid 64, blocks 12)
+    # model: "interposer" (InterposerV4; the published layout is ch_mid 64, blocks 12) or "upscaler"
+    # (LatentUpscalerV2 for one family, src == dst; published: ch_mid 64, convs 16)
+    model: str = "interposer"
+    factor: float = 1.0  # upscale factor: an upscaler's, or an interposer that converts *and* upscales
     ch_mid: int = 64
     blocks: int = 12
+    convs: int = 16
     dropout: float = 0.1
+    warm_start: str = "none"  # none, or linear: start from the least-squares map (interposer: needs bn=frozen)
+    bn: str = "batch"  # interposer BatchNorm: batch statistics (as published) or frozen (eval mode throughout)
     # optimisation
     steps: int = 50_000
     batch: int = 128
@@ -48,11 +54,19 @@ class TrainConfig:
     reverse: bool = False  # also train dst->src, with round-trip losses (city96's optional extras)
     roundtrip_weight: float = 0.5
     flip: bool = True  # random horizontal flips of the latent crops
+    latent_weight: float = 1.0
+    # image-space loss: decode the prediction with the frozen target decoder, compare with the crop
+    # (data encoded with --rgb). On a CPU the decoder costs more than the model: every Nth step.
+    image_weight: float = 0.0  # weight of the L1 between decoded prediction and the crop (0: off)
+    color_weight: float = 0.0  # weight of a per-channel mean/std term on the decoded image
+    image_every: int = 1  # the image terms on every Nth step
+    image_batch: int = 0  # crops of the batch that are decoded (0: all)
     # runtime
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
-    precision: str = "auto"  # auto (GPU: bf16 autocast, fp16 where bf16 is missing; CPU: fp32), fp32, bf16, fp16
+    precision: str = "auto"  # auto (GPU: bf16, fp16 where bf16 is missing; CPU: bf16 where native, else fp32)
     threads: int = 0  # torch CPU threads (0: torch's default)
+    compile: bool = False  # torch.compile the model (GPU runs)
     minutes: float = 0.0  # if > 0: fit the run into this many minutes (steps are set after timing the first ones)
     # bookkeeping
     log_every: int = 10
@@ -74,6 +88,13 @@ class TrainConfig:
 
     def validated(self) -> TrainConfig:
         checks = {
+            "model": self.model in ("interposer", "upscaler"),
+            "factor": self.factor >= 1.0 and (self.model == "interposer" or self.factor > 1.0),
+            "warm_start": self.warm_start in ("none", "linear"),
+            "bn": self.bn in ("batch", "frozen"),
+            "convs": self.convs >= 0, "image_every": self.image_every >= 1, "image_batch": self.image_batch >= 0,
+            "image_weight": self.image_weight >= 0, "color_weight": self.color_weight >= 0,
+            "latent_weight": self.latent_weight >= 0,
             "loss": self.loss in ("l1", "mse", "huber"),
             "loss_space": self.loss_space in ("raw", "scaled", "normalized"),
             "precision": self.precision in ("auto", "fp32", "bf16", "fp16"),
@@ -87,17 +108,32 @@ class TrainConfig:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise InterposerError("Invalid training options: " + ", ".join(f"{n}={getattr(self, n)!r}" for n in bad))
+        if self.model == "interposer" and self.warm_start == "linear" and self.bn != "frozen":
+            raise InterposerError("warm_start=linear for an interposer needs bn=frozen (batch statistics would "
+                                  "change the map at the first step); add --set bn=frozen.")  # fmt: skip
+        if self.model == "upscaler" and self.reverse:
+            raise InterposerError("reverse=true trains a dst->src interposer; an upscaler has no reverse.")
         return self
 
 
-# Starting points; anything can be overridden. "cpu" is what the README's 20-minute CPU run uses: in a
-# fixed CPU budget a narrower, shallower net that takes ~2.5x the steps beats the published 64 x 12
-# layout (README, "What makes a difference on a CPU").
+# Starting points; anything can be overridden. "cpu": in a fixed CPU budget a narrower, shallower
+# net that takes ~2.5x the steps beats the published 64 x 12 layout (README, "What makes a difference
+# on a CPU"); it starts from the least-squares map (frozen BatchNorm) and adds the image-space loss
+# on every 2nd step. The same preset trains upscalers (model=upscaler: ch_mid x 8 convs).
 PRESETS: dict[str, dict] = {
     "v4": {},  # city96's recipe: 64 x 12 blocks, batch 128, lr 5e-4, 50k steps (a GPU run)
     "cpu": {
-        "ch_mid": 48, "blocks": 8, "dropout": 0.0, "batch": 16, "crop": 24, "lr": 1e-3, "warmup": 100,
-        "steps": 10_000, "eval_every": 500, "checkpoint_every": 500,
+        "ch_mid": 48, "blocks": 8, "convs": 8, "dropout": 0.0, "batch": 16, "crop": 24, "lr": 1e-3, "warmup": 100,
+        "steps": 10_000, "eval_every": 500, "checkpoint_every": 500, "warm_start": "linear", "bn": "frozen",
+        "image_weight": 50.0, "color_weight": 10.0, "image_every": 2, "image_batch": 8,
+    },
+    # An H100/H200: the published width and depth, big batches of bigger crops, bf16 autocast, every step
+    # with the image loss, torch.compile. Upscalers: the published 64 x 16 layout.
+    "gpu": {
+        "ch_mid": 64, "blocks": 12, "convs": 16, "dropout": 0.0, "batch": 128, "crop": 32, "lr": 1e-3,
+        "warmup": 200, "steps": 20_000, "eval_every": 1000, "checkpoint_every": 2000, "warm_start": "linear",
+        "bn": "frozen", "image_weight": 50.0, "color_weight": 10.0, "image_every": 1, "image_batch": 32,
+        "precision": "bf16", "compile": True,
     },
     "tiny": {  # a smoke test of the whole pipeline (CI): seconds, not quality
         "ch_mid": 8, "blocks": 1, "dropout": 0.1, "batch": 4, "crop": 8, "lr": 1e-3, "warmup": 2,

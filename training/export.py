@@ -1,10 +1,13 @@
 """``export``: a training checkpoint -> a weights file the ``interposer`` package loads unchanged.
 
-The file is named like the published ones, ``{src}-to-{dst}_interposer-{tag}.safetensors``, and
-written with ``interposer.weights.save_weights``: its metadata carries ``src``, ``dst``, the
-constructor arguments (so any width and depth loads), ``version`` (the tag) and ``training`` (a
-JSON summary: steps, held-out losses, data, configuration). The written file is read back with
-``load_weights`` before the command reports success.
+The file is named like the published ones: ``{src}-to-{dst}_interposer-{tag}.safetensors`` for an
+interposer (``{src}-to-{dst}-x2.0_interposer-{tag}`` for one that also upscales), and
+``latent-upscaler-{tag}_SD{family}-x{factor}.safetensors`` for an upscaler. It is
+written with ``interposer.weights.save_weights``: its metadata carries the kind, what it maps
+(``src``/``dst`` or ``space``/``factor``), the constructor arguments (so any width and depth
+loads), ``version`` (the tag), ``trained`` = ``true`` (``python -m interposer list`` tells it from
+a published file) and ``training`` (a JSON summary: steps, held-out losses, data, configuration).
+The written file is read back with ``load_weights`` before the command reports success.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from interposer import __version__
 from interposer.directions import WEIGHTS_VERSION, Direction, direction
 from interposer.errors import InterposerError
 from interposer.model import InterposerConfig
-from interposer.weights import load_weights, save_weights
+from interposer.upscalers import UPSCALER_VERSION, UpscalerSpec
+from interposer.weights import TRAINED_KEY, load_weights, save_weights
 
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import TrainConfig
-from .train import model_config
+from .train import model_config, run_spec
 
 EXPORT_FORMAT_VERSION = "1"
 TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
@@ -33,7 +37,7 @@ TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 
 def weights_from_checkpoint(
     checkpoint: str | os.PathLike, *, ema: bool | None = None, reverse: bool = False
-) -> tuple[dict[str, torch.Tensor], InterposerConfig, Direction, dict]:
+) -> tuple[dict[str, torch.Tensor], object, Direction | UpscalerSpec, dict]:
     """(state dict, constructor, direction, training summary) of a checkpoint.
 
     ``ema``: None = the EMA weights when the run kept them, else the raw weights.
@@ -41,7 +45,7 @@ def weights_from_checkpoint(
     """
     groups, state = load_checkpoint(checkpoint)
     cfg = TrainConfig.from_dict(state["config"])
-    dirn = direction(cfg.src, cfg.dst)
+    dirn = run_spec(cfg)
     config = model_config(cfg, dirn)
     if reverse:
         if "reverse" not in groups:
@@ -58,6 +62,8 @@ def weights_from_checkpoint(
     summary = {
         "step": state["step"], "total_steps": state["total_steps"], "elapsed_s": state["elapsed_s"],
         "val_l1": state.get("val_l1_ema" if used_ema else "val_l1"), "val_l1_linear": state.get("val_l1_linear"),
+        "val_psnr": None if used_ema else state.get("val_psnr"), "val_psnr_linear": state.get("val_psnr_linear"),
+        "steps_per_s": state.get("steps_per_s"), "machine": state.get("machine"),
         "ema": used_ema, "reverse": reverse, "data": state.get("data"), "config": state["config"],
         "checkpoint": Path(checkpoint).name,
     }  # fmt: skip
@@ -72,14 +78,14 @@ def export(
     ema: bool | None = None,
     reverse: bool = False,
 ) -> Path:
-    """Write ``out_dir/{src}-to-{dst}_interposer-{tag}.safetensors``; return its path."""
+    """Write the file (named like the published ones, see the module docstring); return its path."""
     if not TAG.match(tag):
         raise InterposerError(f"Tag {tag!r}: use letters, digits, '.', '_', '+', '-' (e.g. 'mine-1' or 'v4.0').")
     checkpoint = find_checkpoint(checkpoint)
     state_dict, config, dirn, summary = weights_from_checkpoint(checkpoint, ema=ema, reverse=reverse)
     summary["exported"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     metadata = {
-        "version": tag, "format_version": EXPORT_FORMAT_VERSION, "training": json.dumps(summary),
+        "version": tag, "format_version": EXPORT_FORMAT_VERSION, "training": json.dumps(summary), TRAINED_KEY: "true",
         "exported_by": f"sd-webui-latent-interposer {__version__} (python -m training export)",
     }  # fmt: skip
     path = save_weights(Path(out_dir) / dirn.filename(tag), state_dict, config, direction=dirn, metadata=metadata)
@@ -89,6 +95,18 @@ def export(
 
 def usage_note(path: Path, tag: str) -> str:
     """How to use an exported file (printed by the command)."""
+    if path.name.startswith("latent-upscaler-"):
+        if tag == UPSCALER_VERSION:
+            return (
+                f"The webui's Latent (NN) looks up latent-upscaler-{UPSCALER_VERSION}_SD*-x*.safetensors: copy the "
+                f"file into models/LatentInterposer (or set Settings -> Latent Interposer -> Weights folder to "
+                f"{path.parent})."
+            )
+        return (
+            f"Use it with: python -m interposer convert IN OUT --src FAMILY --dst FAMILY --upscale FACTOR "
+            f"--upscaler-weights {path}.\nFor the webui, export again with --tag {UPSCALER_VERSION} (the name "
+            "Latent (NN) looks up) into a folder of its own and set it as the Weights folder."
+        )
     if tag == WEIGHTS_VERSION:
         return (
             f"The webui looks up *_interposer-{WEIGHTS_VERSION}.safetensors: set Settings -> Latent Interposer -> "

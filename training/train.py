@@ -1,4 +1,4 @@
-"""``train``: fit an InterposerV4 to paired raw latents, with exact resume.
+"""``train``: fit an InterposerV4 or a LatentUpscalerV2 to paired raw latents, with exact resume.
 
 One readable loop (nanoGPT style): sample a batch of aligned latent crops, forward, loss,
 backward, AdamW step with the learning rate of this step (linear warm-up, then cosine decay:
@@ -8,6 +8,17 @@ linear map's score, the baseline to beat); every ``checkpoint_every`` steps ever
 decides the future of the run is saved: model, EMA, optimiser, every RNG, the step. Resuming from
 a checkpoint and running on gives the same weights, bit for bit, as never stopping (on the same
 machine, torch build and thread count).
+
+Three kinds of model share the loop: an interposer (one family's latents -> another's), an
+upscaler (``model=upscaler``: one family's latents of a crop downscaled by ``factor`` -> that
+family's latents of the full crop) and an interposer that converts *and* upscales
+(``model=interposer factor=2``). Optional: a warm start from the least-squares map
+(``training.warm_start``), and an image-space loss through the frozen target decoder against
+the crop itself (data encoded with ``--rgb``).
+
+Under ``torchrun --nproc-per-node N`` every process draws the same global batch from the same
+generator and trains on its share of it (DistributedDataParallel averages the gradients), so N
+processes compute what one process computes on the whole batch; rank 0 logs and checkpoints.
 
 Run folder: ``config.json``, ``log.csv`` (and TensorBoard events if it is installed),
 ``loss.png``, ``checkpoints/step-*.safetensors``, ``summary.json``.
@@ -33,11 +44,14 @@ import torch.nn.functional as F
 from interposer.atomic_files import write_text
 from interposer.directions import Direction, direction
 from interposer.errors import InterposerError
-from interposer.linear import apply_affine, fit_affine
+from interposer.linear import fit_affine
+from interposer.linear_upscaler import fit_upscale_filter
 from interposer.model import InterposerConfig, InterposerV4
 from interposer.runtime import pick_device
-from interposer.spaces import spatial_scale
+from interposer.upscaler_model import LatentUpscalerV2, UpscalerConfig
+from interposer.upscalers import UpscalerSpec, upscaler
 
+from . import distributed
 from .checkpoint import (
     checkpoint_path,
     list_checkpoints,
@@ -49,15 +63,17 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig
-from .data import CropSampler, load_pairs
-from .encode import read_manifest
+from .data import CropSampler, load_split, pixels_per_latent
+from .encode import latent_key, read_manifest
+from .machine import cpu_summary, has_native_bf16
+from .warm_start import warm_start_interposer, warm_start_upscaler
 
 log = logging.getLogger(__name__)
 
 # Options that may change when a run is resumed (they do not change what the run computes,
 # except `steps`, which stretches the cosine: the run is then no longer the uninterrupted one).
 RESUMABLE_CHANGES = {"steps", "data", "out", "device", "threads", "log_every", "eval_every", "checkpoint_every",
-                     "keep_checkpoints", "tensorboard", "minutes"}  # fmt: skip
+                     "keep_checkpoints", "tensorboard", "minutes", "compile"}  # fmt: skip
 
 
 def lr_at(step: int, cfg: TrainConfig, total: int) -> float:
@@ -71,11 +87,72 @@ def lr_at(step: int, cfg: TrainConfig, total: int) -> float:
     return cfg.lr * (cfg.min_lr + (1 - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def model_config(cfg: TrainConfig, dirn: Direction) -> InterposerConfig:
-    return InterposerConfig(
-        ch_in=dirn.src.channels, ch_out=dirn.dst.channels, ch_mid=cfg.ch_mid,
-        scale=spatial_scale(dirn.src, dirn.dst), blocks=cfg.blocks,
-    )  # fmt: skip
+def run_spec(cfg: TrainConfig) -> Direction | UpscalerSpec:
+    """What the run trains: a Direction (interposer, maybe with a factor) or an UpscalerSpec."""
+    if cfg.model == "upscaler":
+        src, dst = direction_names(cfg)
+        if src != dst:
+            raise InterposerError(
+                f"An upscaler stays in one family (src {cfg.src} vs dst {cfg.dst}): use --src {cfg.dst} --dst "
+                f"{cfg.dst}; to convert and upscale in one network, train model=interposer factor={cfg.factor:g}."
+            )
+        return upscaler(cfg.dst, cfg.factor)
+    return direction(cfg.src, cfg.dst, cfg.factor)
+
+
+def direction_names(cfg: TrainConfig) -> tuple[str, str]:
+    from interposer.spaces import get_space
+
+    return get_space(cfg.src).name, get_space(cfg.dst).name
+
+
+def model_config(cfg: TrainConfig, spec: Direction | UpscalerSpec | None = None) -> InterposerConfig | UpscalerConfig:
+    """Constructor arguments of the run's network (the published layout's, with the run's width/depth)."""
+    spec = spec or run_spec(cfg)
+    base = spec.default_config()
+    if isinstance(base, UpscalerConfig):
+        return UpscalerConfig(ch_in=base.ch_in, ch_out=base.ch_out, ch_mid=cfg.ch_mid, factor=base.factor,
+                              convs=cfg.convs)  # fmt: skip
+    return InterposerConfig(ch_in=base.ch_in, ch_out=base.ch_out, ch_mid=cfg.ch_mid, scale=base.scale,
+                            blocks=cfg.blocks)  # fmt: skip
+
+
+def build_model(config: InterposerConfig | UpscalerConfig, dropout: float) -> torch.nn.Module:
+    if isinstance(config, UpscalerConfig):
+        return LatentUpscalerV2.from_config(config)
+    return InterposerV4.from_config(config, dropout=dropout)
+
+
+def set_train_mode(model: torch.nn.Module, training: bool, bn: str) -> None:
+    """``train()``/``eval()``, with BatchNorm kept in eval mode when ``bn`` is frozen."""
+    model.train(training)
+    if bn == "frozen":
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eval()
+
+
+def fit_linear_start(src: torch.Tensor, dst: torch.Tensor, config) -> tuple[torch.Tensor, torch.Tensor]:
+    """The least-squares map of the run's kind: a per-pixel affine map after nearest resampling
+    (interposer), or a 3x3 filter after nearest upsampling (upscaler); fitted on <= 512 crops."""
+    step = max(1, len(src) // 512)
+    if isinstance(config, UpscalerConfig):
+        return fit_upscale_filter(src[::step], dst[::step], config.factor)
+    return fit_affine(src[::step], dst[::step], config.scale)
+
+
+def linear_model(config, fit: tuple[torch.Tensor, torch.Tensor]) -> torch.nn.Module:
+    """The least-squares map as a network of the run's layout (exact; eval mode)."""
+    model = build_model(config, 0.0)
+    apply_warm_start(model, fit)
+    return model.eval()
+
+
+def apply_warm_start(model: torch.nn.Module, fit: tuple[torch.Tensor, torch.Tensor]) -> None:
+    if isinstance(model, LatentUpscalerV2):
+        warm_start_upscaler(model, *fit)
+    else:
+        warm_start_interposer(model, *fit)
 
 
 class EMA:
@@ -102,7 +179,7 @@ class EMA:
 class Logger:
     """CSV log (rewritten up to the resumed step on resume), optional TensorBoard, loss-curve PNG."""
 
-    FIELDS = ("step", "lr", "loss", "val_l1", "val_l1_ema", "elapsed_s")
+    FIELDS = ("step", "lr", "loss", "val_l1", "val_l1_ema", "val_psnr", "elapsed_s")
 
     def __init__(self, run: Path, tensorboard: bool, resume_step: int | None) -> None:
         self.path = run / "log.csv"
@@ -129,7 +206,7 @@ class Logger:
         with self.path.open("a", newline="") as handle:
             csv.DictWriter(handle, self.FIELDS).writerow(row)
         if self.tb is not None:
-            for key in ("lr", "loss", "val_l1", "val_l1_ema"):
+            for key in ("lr", "loss", "val_l1", "val_l1_ema", "val_psnr"):
                 if row[key] != "":
                     self.tb.add_scalar(key, float(row[key]), int(row["step"]))
 
@@ -208,8 +285,21 @@ class TimeBudget:
 
 
 def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """None: fp32. Autocast keeps fp32 master weights; only convolutions run in half precision."""
-    if cfg.precision == "fp32" or (cfg.precision == "auto" and device.type == "cpu"):
+    """None: fp32. Autocast keeps fp32 master weights; only convolutions run in half precision.
+
+    On a CPU ``auto`` is bf16 only where it is native (AVX512-BF16/AMX), fp32 elsewhere; an explicit
+    bf16 on a CPU without it warns (measured ~3x slower than fp32)."""
+    if device.type == "cpu":
+        if cfg.precision == "bf16" and not has_native_bf16():
+            from .machine import SLOW_BF16_NOTE
+
+            log.warning(SLOW_BF16_NOTE)
+        if cfg.precision == "bf16" or (cfg.precision == "auto" and has_native_bf16()):
+            return torch.bfloat16
+        if cfg.precision == "fp16":
+            return torch.float16
+        return None
+    if cfg.precision == "fp32":
         return None
     bf16_gpu = device.type == "cuda" and torch.cuda.is_bf16_supported()
     if cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_gpu):
@@ -264,21 +354,45 @@ class LatentLoss:
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 16) -> float:
-    """Mean raw L1 on held-out latents (eval mode: BatchNorm running statistics, no dropout)."""
+def validate(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 16, *,
+    decoder=None, rgb: torch.Tensor | None = None,
+) -> tuple[float, float | None]:
+    """Mean raw L1 on held-out latents (eval mode: BatchNorm running statistics, no dropout) and,
+    with a decoder and the held-out crops, the mean PSNR (dB) of the decoded prediction."""
     was_training = model.training
     model.eval()
-    total = 0.0
-    for xs, ys in zip(x.split(chunk), y.split(chunk), strict=True):
-        total += F.l1_loss(model(xs.contiguous(memory_format=torch.channels_last)).float(), ys, reduction="sum").item()
+    total, psnrs = 0.0, []
+    with torch.no_grad():
+        for i, (xs, ys) in enumerate(zip(x.split(chunk), y.split(chunk), strict=True)):
+            pred = model(xs.contiguous(memory_format=torch.channels_last)).float()
+            total += F.l1_loss(pred, ys, reduction="sum").item()
+            if decoder is not None and rgb is not None:
+                image = decoder(pred).float().clamp(0, 1)
+                target = rgb[i * chunk : i * chunk + len(xs)].float() / 255
+                mse = ((image - target) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
+                psnrs += (-10 * torch.log10(mse)).tolist()
     model.train(was_training)
-    return total / y.numel()
+    return total / y.numel(), (round(sum(psnrs) / len(psnrs), 3) if psnrs else None)
 
 
-def _ema_model(ema: EMA, template: InterposerV4) -> InterposerV4:
-    model = InterposerV4.from_config(template.config).to(next(template.parameters()).device)
+def _ema_model(ema: EMA, template: torch.nn.Module) -> torch.nn.Module:
+    model = build_model(template.config, 0.0).to(next(template.parameters()).device)
     model.load_state_dict(ema.shadow)
     return model.to(memory_format=torch.channels_last)
+
+
+def image_terms(image: torch.Tensor, target: torch.Tensor, color_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L1, colour) between a decoded prediction and the crop: the colour term compares each RGB
+    channel's mean and standard deviation per image, the cheap guard against the colour casts
+    published interposers are known for."""
+    image = image.float()
+    l1 = F.l1_loss(image, target)
+    if not color_weight:
+        return l1, torch.zeros((), device=image.device)
+    dims = (2, 3)
+    color = F.l1_loss(image.mean(dims), target.mean(dims)) + F.l1_loss(image.std(dims), target.std(dims))
+    return l1, color
 
 
 def data_summary(folder: str) -> dict:
@@ -304,6 +418,18 @@ def resume_config(saved: dict, overrides: dict) -> TrainConfig:
     return replace(cfg, **changed)
 
 
+def _image_decoder(cfg: TrainConfig, manifest: dict, family: str, device: torch.device):
+    """The frozen target decoder for the image loss: raw latents -> images, gradients flow to the input
+    only (the decoder's weights are frozen; under autocast it runs in the run's precision)."""
+    from .vaes import load_vae
+
+    recorded = manifest["vaes"].get(family)
+    if recorded is None:
+        raise InterposerError(f"{cfg.data} records no VAE for {family}: the image loss needs its decoder.")
+    vae = load_vae(recorded["source"], family, device=str(device), precision="fp32", allow_download=False)
+    return vae.decode_with_grad
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -326,43 +452,65 @@ def train(
         cfg = resume_config(state["config"], overrides or {})
     if not cfg.data:
         raise InterposerError("No training data: pass --data DIR (a folder written by `python -m training encode`).")
-    dirn = direction(cfg.src, cfg.dst)
-    run = Path(cfg.out or f"runs/{dirn.name}")
+    spec = run_spec(cfg)
+    src_space, dst_space = spec.in_space, spec.out_space
+    run = Path(cfg.out or f"runs/{spec.name}")
     if resume is None and list_checkpoints(run):
         raise InterposerError(f"{run} already has checkpoints: continue with --resume {run}, or pick another --out.")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    device = pick_device(distributed.local_device(cfg.device))
+    world = distributed.init(device)
     amp_dtype = _autocast_dtype(cfg, device)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    # Data: all pairs in memory, the least-squares linear map as the reference to beat.
-    pairs = load_pairs(cfg.data, dirn)
-    if pairs is None:
+    # Data: all pairs in memory (+ the crops for the image loss), the least-squares map to beat.
+    manifest = read_manifest(cfg.data)
+    missing = [s for s in (src_space.name, dst_space.name) if s not in manifest["families"]]
+    if missing:
+        raise InterposerError(
+            f"{cfg.data} has latents of {', '.join(manifest['families'])}, not of {', '.join(missing)}: "
+            f"encode it with --families including {' '.join(missing)}."
+        )
+    src_key, dst_key = latent_key(src_space.name, cfg.factor), dst_space.name
+    use_image = cfg.image_weight > 0 or cfg.color_weight > 0
+    keys = [src_key, dst_key] + (["rgb"] if use_image else [])
+    tensors = load_split(cfg.data, keys)
+    if tensors is None:
         raise InterposerError(f"{cfg.data} holds no training crops (all images skipped or held out?).")
-    src, dst = pairs
-    holdout = load_pairs(cfg.data, dirn, "holdout")
-    scale = spatial_scale(dirn.src, dirn.dst)
-    linear = fit_affine(src[:512], dst[:512], scale)
+    src, dst = tensors[src_key], tensors[dst_key]
+    holdout = load_split(cfg.data, keys + ([] if use_image or not manifest["settings"]["rgb"] else ["rgb"]), "holdout")
+    mconf = model_config(cfg, spec)
+    fit = fit_linear_start(src, dst, mconf)
     std_dst = dst.std(dim=(0, 2, 3))
     std_src = src.std(dim=(0, 2, 3))
-    sampler = CropSampler(src.to(device), dst.to(device), dirn, cfg.crop, cfg.batch, flip=cfg.flip, seed=cfg.seed)
+    sampler = CropSampler(
+        src.to(device), dst.to(device), None, cfg.crop, cfg.batch, flip=cfg.flip, seed=cfg.seed,
+        src_px=pixels_per_latent(src_space, cfg.factor), dst_px=pixels_per_latent(dst_space),
+        rgb=tensors["rgb"].to(device) if use_image else None,
+    )  # fmt: skip
+    decoder = _image_decoder(cfg, manifest, dst_space.name, device) if use_image or "rgb" in (holdout or {}) else None
     if holdout is not None:
-        holdout = tuple(t.to(device) for t in holdout)
-        val_linear = F.l1_loss(apply_affine(holdout[0], *[t.to(device) for t in linear], scale), holdout[1]).item()
+        val_x, val_y = holdout[src_key].to(device), holdout[dst_key].to(device)
+        val_rgb = holdout["rgb"].to(device) if "rgb" in holdout else None
+        val_linear, val_psnr_linear = validate(linear_model(mconf, fit).to(device), val_x, val_y,
+                                               decoder=decoder, rgb=val_rgb)  # fmt: skip
     else:
-        val_linear = None
+        val_linear = val_psnr_linear = None
 
-    run.mkdir(parents=True, exist_ok=True)
+    if world.main:
+        run.mkdir(parents=True, exist_ok=True)
 
     # Model(s), optimiser, EMA, loss.
-    mconf = model_config(cfg, dirn)
-    model = InterposerV4.from_config(mconf, dropout=cfg.dropout).to(device, memory_format=torch.channels_last)
+    model = build_model(mconf, cfg.dropout)
+    if cfg.warm_start == "linear" and groups is None:
+        apply_warm_start(model, fit)
+    model = model.to(device, memory_format=torch.channels_last)
     models = {"model": model}
     if cfg.reverse:
-        back = InterposerConfig(ch_in=mconf.ch_out, ch_out=mconf.ch_in, ch_mid=cfg.ch_mid, scale=1 / scale,
+        back = InterposerConfig(ch_in=mconf.ch_out, ch_out=mconf.ch_in, ch_mid=cfg.ch_mid, scale=1 / mconf.scale,
                                 blocks=cfg.blocks)  # fmt: skip
         models["reverse"] = InterposerV4.from_config(back, dropout=cfg.dropout).to(
             device, memory_format=torch.channels_last
@@ -387,20 +535,31 @@ def train(
         sampler.load_state_dict(restore_rng(groups["rng"], state))
         step, elapsed_before = state["step"], state["elapsed_s"]
         total = cfg.steps if "steps" in (overrides or {}) else state["total_steps"]
-    write_text(run / "config.json", json.dumps(cfg.to_dict(), indent=1))
-    logger = Logger(run, cfg.tensorboard, step if groups is not None else None)
+    forward = distributed.wrap(model, world, device)
+    if cfg.compile:
+        forward = torch.compile(forward)
+    share = world.share(cfg.batch)
+    if world.main:
+        write_text(run / "config.json", json.dumps(cfg.to_dict(), indent=1))
+    logger = Logger(run, cfg.tensorboard, step if groups is not None else None) if world.main else None
+    layout = (f"{mconf.ch_mid} x {mconf.convs} convs" if isinstance(mconf, UpscalerConfig)
+              else f"{mconf.ch_mid} x {mconf.blocks} blocks")  # fmt: skip
 
-    def snapshot(final: bool = False) -> Path:
+    def snapshot(final: bool = False) -> Path | None:
+        if not world.main:
+            return None
         rng_tensors, rng_json = rng_state(sampler.state_dict())
         optim, optim_groups = optimizer_tensors(optimizer)
         tensors = {name: m.state_dict() for name, m in models.items()} | {"optim": optim, "rng": rng_tensors}
         if ema is not None:
             tensors["ema"] = ema.shadow
         summary = {
-            "direction": dirn.name, "step": step, "total_steps": total, "final": final,
+            "direction": spec.name, "kind": spec.kind, "step": step, "total_steps": total, "final": final,
             "elapsed_s": round(elapsed_before + time.perf_counter() - started, 1),
             "val_l1": last_val.get("val_l1"), "val_l1_ema": last_val.get("val_l1_ema"), "val_l1_linear": val_linear,
+            "val_psnr": last_val.get("val_psnr"), "val_psnr_linear": val_psnr_linear,
             "train_loss": round(float(np.mean(recent)), 5) if recent else None,
+            "steps_per_s": speed.get("steps_per_s"), "machine": machine,
             "data": data_summary(cfg.data), "params": sum(p.numel() for p in model.parameters()),
         }  # fmt: skip
         meta = {"config": cfg.to_dict(), "optimizer_groups": optim_groups, "scaler": scaler.state_dict(),
@@ -413,45 +572,66 @@ def train(
 
     def validate_now() -> float:
         t = time.perf_counter()
-        if holdout is not None:
-            last_val["val_l1"] = round(validate(model, *holdout), 5)
+        if holdout is not None and world.main:
+            last_val["val_l1"], psnr = validate(model, val_x, val_y, decoder=decoder, rgb=val_rgb)
+            last_val["val_l1"] = round(last_val["val_l1"], 5)
+            if psnr is not None:
+                last_val["val_psnr"] = psnr
             if ema is not None:
-                last_val["val_l1_ema"] = round(validate(_ema_model(ema, model), *holdout), 5)
+                last_val["val_l1_ema"] = round(validate(_ema_model(ema, model), val_x, val_y)[0], 5)
+            set_train_mode(model, True, cfg.bn)
             lr = f"{lr_at(min(step, total - 1), cfg, total):.3e}"
             logger.log(step=step, lr=lr, elapsed_s=round(elapsed(), 1), **last_val)
-            logger.plot(run / "loss.png", val_linear, f"{dirn.name}: {mconf.ch_mid} x {mconf.blocks} blocks")
+            logger.plot(run / "loss.png", val_linear, f"{spec.name}: {layout}")
         return time.perf_counter() - t
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - started
 
+    precision = "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
+    machine = {"device": str(device), "precision": precision, "processes": world.size,
+               "cpu": cpu_summary() if device.type == "cpu" else None}  # fmt: skip
     last_val: dict[str, float] = {}
     recent: list[float] = []
+    speed: dict[str, float] = {}
     budget = TimeBudget(cfg.minutes, started) if cfg.minutes > 0 and groups is None else None
     seconds = validate_now() if groups is None else 0.0
     if budget is not None:
         budget.add_overhead("eval", seconds)
-    print(
-        f"{dirn.name}: {len(src)} training crops, {0 if holdout is None else len(holdout[0])} held-out; "
-        f"{sum(p.numel() for p in model.parameters()):,} parameters ({mconf.ch_mid} x {mconf.blocks} blocks) on "
-        f"{device}, {'fp32' if amp_dtype is None else str(amp_dtype).removeprefix('torch.')}; "
-        + (f"linear map val l1 {val_linear:.4f}" if val_linear is not None else "no held-out data")
-    )
-    bar = tqdm(total=total, initial=step, desc=dirn.name, unit="step", disable=not progress, dynamic_ncols=True)
+    if world.main:
+        linear_note = "no held-out data"
+        if val_linear is not None:
+            linear_note = f"linear map val l1 {val_linear:.4f}" + (
+                f", val PSNR {val_psnr_linear:.2f} dB" if val_psnr_linear is not None else "")
+        print(
+            f"{spec.name} ({spec.kind}): {len(src)} training crops, {0 if holdout is None else len(val_x)} held-out; "
+            f"{sum(p.numel() for p in model.parameters()):,} parameters ({layout}"
+            f"{', warm start: least squares' if cfg.warm_start == 'linear' else ''}) on {device}"
+            f"{f' x {world.size} processes' if world.size > 1 else ''}, {precision}"
+            + (f" ({machine['cpu']})" if machine["cpu"] else "") + f"; {linear_note}",
+            flush=True,
+        )
+    bar = tqdm(total=total, initial=step, desc=spec.name, unit="step", disable=not progress or not world.main,
+               dynamic_ncols=True)  # fmt: skip
     saved_at = -1
     for m in models.values():
-        m.train()
+        set_train_mode(m, True, cfg.bn)
+    timed_from: tuple[int, float] | None = None
     with StopRequest() as stop:
         while step < total:
             lr = lr_at(step, cfg, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = sampler.sample()
-            x = x.contiguous(memory_format=torch.channels_last)
-            y = y.contiguous(memory_format=torch.channels_last)
+            batch = [t[share] for t in sampler.sample()]
+            x = batch[0].contiguous(memory_format=torch.channels_last)
+            y = batch[1].contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                pred = model(x)
-                loss = loss_dst(pred, y)
+                pred = forward(x)
+                loss = cfg.latent_weight * loss_dst(pred, y)
+                if use_image and step % cfg.image_every == 0:
+                    n = cfg.image_batch or len(pred)
+                    l1, color = image_terms(decoder(pred[:n]), batch[2][:n], cfg.color_weight)
+                    loss = loss + cfg.image_weight * l1 + cfg.color_weight * color
                 if cfg.reverse:
                     back = models["reverse"]
                     x_back = back(y)
@@ -468,13 +648,20 @@ def train(
             if ema is not None:
                 ema.update(model, step)
             step += 1
+            if timed_from is None and step - (state["step"] if state else 0) == 5:
+                timed_from = (step, time.perf_counter())  # after the first, slow steps
+            elif timed_from is not None and (step - timed_from[0] in (50, 500) or step == total):
+                speed["steps_per_s"] = round((step - timed_from[0]) / (time.perf_counter() - timed_from[1]), 2)
+                if step - timed_from[0] == 50:
+                    bar.write(f"measured: {speed['steps_per_s']} steps/s ({precision} on {device})")
 
             if step % cfg.log_every == 0 or step == total:
                 value = loss.item()
                 if not math.isfinite(value):
                     raise InterposerError(f"Loss became {value} at step {step}: lower lr, or use precision fp32.")
                 recent = ([*recent, value])[-50:]
-                logger.log(step=step, lr=f"{lr:.3e}", loss=round(value, 5), elapsed_s=round(elapsed(), 1))
+                if logger is not None:
+                    logger.log(step=step, lr=f"{lr:.3e}", loss=round(value, 5), elapsed_s=round(elapsed(), 1))
                 bar.set_postfix(loss=f"{np.mean(recent):.4f}", lr=f"{lr:.1e}", **{k: v for k, v in last_val.items()})
             if budget is not None and total != (new_total := budget.total(step, total, cfg)):
                 what = "out of time, ending the run here" if new_total == step else f"{new_total} steps in all"
@@ -499,17 +686,23 @@ def train(
     bar.close()
     if saved_at != step:  # resumed at the end: nothing new to save, keep the summary current
         snapshot(final=True)
-    logger.close()
+    distributed.barrier(world)
+    if logger is not None:
+        logger.close()
+    distributed.finish(world)
     if stop.requested and step < total:
         raise KeyboardInterrupt  # after the checkpoint; the command line says how to resume
+    if not world.main:
+        return run
     final = json.loads((run / "summary.json").read_text())
     if step < total:
         print(f"stopped at step {step} of {total}; continue with: python -m training train --resume {run}")
         return run
     print(
-        f"done: {step} steps in {final['elapsed_s']:.0f} s; val l1 {final['val_l1']} (ema {final['val_l1_ema']}), "
-        f"linear map {val_linear if val_linear is None else round(val_linear, 5)}.\n"
-        f"Evaluate: python -m training eval {run} --data {cfg.data}\n"
+        f"done: {step} steps in {final['elapsed_s']:.0f} s ({final['steps_per_s']} steps/s); val l1 {final['val_l1']}"
+        f" (ema {final['val_l1_ema']}), linear map {val_linear if val_linear is None else round(val_linear, 5)}"
+        + (f"; val PSNR {final['val_psnr']} dB vs linear {val_psnr_linear}" if final.get("val_psnr") else "")
+        + f".\nEvaluate: python -m training eval {run} --data {cfg.data}\n"
         f"Export:   python -m training export {run} --tag my-tag --out-dir models/LatentInterposer"
     )
     return run

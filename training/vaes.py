@@ -93,6 +93,11 @@ class VAE:
         """Raw latents -> images in [0, 1], float32 on the CPU."""
         return self._run(self._decode, raw).clamp(0, 1)
 
+    def decode_with_grad(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw latents -> images in [0, 1] on the VAE's device, differentiable in ``raw`` (image-space
+        training losses). The weights stay frozen; the caller's autocast decides the precision."""
+        return self._decode(raw).clamp(0, 1)
+
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -120,13 +125,16 @@ class TaesdVAE(VAE):
 
     def __init__(self, tiny, source: str, device: torch.device, dtype: torch.dtype) -> None:
         super().__init__(tiny.space, source, device, dtype)
-        self.tiny = tiny.to(device).to(memory_format=torch.channels_last)
+        self.tiny = tiny.to(device).to(memory_format=torch.channels_last).eval().requires_grad_(False)
 
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.space.to_raw(self.tiny.encode(images).float())
 
     def _decode(self, raw: torch.Tensor) -> torch.Tensor:
         return self.tiny.decode(self.space.to_scaled(raw))
+
+    def decode_with_grad(self, raw: torch.Tensor) -> torch.Tensor:
+        return self.tiny.decoder(self.space.to_scaled(raw)).clamp(0, 1)  # tiny.decode() is no_grad
 
 
 class DiffusersVAE(VAE):
