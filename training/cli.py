@@ -121,6 +121,100 @@ def cmd_train(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- eval
 
 
+def _classify(paths: list[Path], tmp: str) -> list[tuple[str, Path, object, str]]:
+    """(role, file, LoadedWeights, what was given) per weights argument; runs and checkpoints are
+    exported first, so they are scored exactly as the exported file would be. Roles: upscaler,
+    interposer, one-network."""
+    from interposer.model import InterposerConfig
+    from interposer.spaces import spatial_scale
+    from interposer.weights import load_weights
+
+    from .checkpoint import is_checkpoint
+    from .evaluate import weights_direction
+    from .export import export
+
+    found = []
+    for i, target in enumerate(paths):
+        if not target.exists():
+            raise InterposerError(f"{target} does not exist (give a weights file, a run folder or a checkpoint).")
+        file = export(target, Path(tmp) / str(i), "eval") if is_checkpoint(target) else target
+        weights = load_weights(file)
+        if isinstance(weights.config, InterposerConfig):
+            dirn = weights_direction(weights, None)
+            one = abs(weights.config.scale - spatial_scale(dirn.src, dirn.dst)) > 1e-6
+            found.append(("one-network" if one else "interposer", file, weights, str(target)))
+        else:
+            found.append(("upscaler", file, weights, str(target)))
+    return found
+
+
+def cmd_eval_upscale(args: argparse.Namespace, found: list, manifest: dict | None) -> int:
+    """``eval`` with upscalers (or a convert-and-upscale network) among the weights."""
+    from interposer.directions import direction
+    from interposer.upscalers import parse_filename
+
+    from .encode import image_folder, image_path
+    from .evaluate_upscale import UpscaleModels, evaluate_upscale
+
+    models = UpscaleModels()
+    factors = set()
+    for role, file, weights, given in found:
+        if role == "upscaler":
+            family = weights.metadata.get("space") or (parse_filename(file.name) or (None, None))[1]
+            if family is None:
+                raise InterposerError(f"Cannot tell which family the upscaler {given} is for (no metadata).")
+            family = get_space(family).name
+            if family in models.upscalers:
+                raise InterposerError(f"Two {family} upscalers given ({models.sources[family]} and {given}).")
+            models.upscalers[family] = file
+            models.sources[f"{family} upscaler"] = given
+            factors.add(float(weights.config.factor))
+        elif role == "interposer":
+            models.interposer, models.sources["interposer"] = file, given
+        else:
+            models.one_network, models.sources["one network"] = file, given
+    factor = args.factor or (factors.pop() if len(factors) == 1 else None)
+    if factor is None:
+        raise InterposerError("Upscalers of different factors given: pick one with --factor F.")
+    if args.direction:
+        dirn = direction(args.direction)
+        src, dst = dirn.src.name, dirn.dst.name
+    elif models.interposer is not None or models.one_network is not None:
+        from .evaluate import weights_direction
+
+        dirn = weights_direction(next(w for r, _, w, _ in found if r != "upscaler"), None)
+        src, dst = dirn.src.name, dirn.dst.name
+    elif len(models.upscalers) == 1:
+        src = dst = next(iter(models.upscalers))
+    else:
+        raise InterposerError("Upscalers of two families given: say the route with --direction SRC-to-DST.")
+    if args.images:
+        from interposer.images import list_images
+
+        chosen = [Path(p) for p in args.images]
+        images = [(p.name, p.parent.name, p) for folder in chosen for p in (list_images(folder) if folder.is_dir()
+                  else [folder])]  # fmt: skip
+    elif manifest is not None:
+        images = [(i, image_folder(manifest, i), image_path(manifest, i)) for i in manifest["holdout"]
+                  if i not in manifest["skipped"]]  # fmt: skip
+        if not images:
+            raise InterposerError(f"{args.data} has no held-out images: encode with --holdout N, or pass --images.")
+    else:
+        raise InterposerError("Pass --data DIR (its held-out images) or --images DIR.")
+    vaes = _load_vaes(args, list(dict.fromkeys([src, dst])), manifest["vaes"] if manifest else None)
+    route = src if src == dst else f"{src}-to-{dst}"
+    out = Path(args.out or f"eval-{route}-x{factor:g}")
+    report = evaluate_upscale(images, vaes, out, src=src, dst=dst, factor=factor, models=models,
+                              max_side=args.max_side, device=args.device, grid_images=args.grid_images,
+                              label=args.label or "")  # fmt: skip
+    print(f"{report['route']} x{factor:g}, mean of {report['images']} images (PSNR dB / SSIM / colour error):")
+    for name in report["routes"]:
+        m = report["mean"][name]
+        print(f"  {name:<24} {m['psnr']:6.2f}  {m['ssim']:.3f}  {m['color']:5.2f}")
+    print(f"Report: {out / 'report.md'}, {out / 'report.json'}; grid: {out / 'grid.png'}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from interposer.weights import load_weights
 
@@ -129,7 +223,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, fit_linear, heldout_images, weights_direction
     from .export import export
 
-    target = Path(args.weights)
+    manifest = read_manifest(args.data) if args.data else None
+    with tempfile.TemporaryDirectory() as tmp:
+        found = _classify([Path(w) for w in args.weights], tmp)
+        if args.factor or any(role != "interposer" for role, *_ in found):
+            return cmd_eval_upscale(args, found, manifest)
+    if len(args.weights) > 1:
+        raise InterposerError("Give one interposer to evaluate (several weights are for upscaling evaluations).")
+    target = Path(args.weights[0])
     if not target.exists():
         raise InterposerError(f"{target} does not exist (give a weights file, a run folder or a checkpoint).")
     images = heldout_images(args.data, args.images, args.allow_train_images)
@@ -223,7 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="PSNR/SSIM of no conversion, linear map, VAE bridge and interposer",
                        description="Decode every path with the target VAE and compare with the held-out images; "
                        "writes report.md, report.json and grid.png.")  # fmt: skip
-    p.add_argument("weights", help="an exported weights file, a run folder or a checkpoint")
+    p.add_argument("weights", nargs="+",
+                   help="an exported weights file, a run folder or a checkpoint; for upscaling: the upscaler(s), and "
+                   "across families the interposer and/or a convert-and-upscale network")  # fmt: skip
+    p.add_argument("--factor", type=float, help="upscaling evaluation at this factor (default: the upscaler's)")
     p.add_argument("--data", help="encoded data: its held-out images, its VAEs, and the linear map's fit")
     p.add_argument("--images", help="evaluate on this folder (or file) instead of the held-out list")
     p.add_argument("--out", help="report folder (default: RUN/eval or eval-SRC-to-DST)")
