@@ -153,7 +153,6 @@ def cmd_eval_upscale(args: argparse.Namespace, found: list, manifest: dict | Non
     from interposer.directions import direction
     from interposer.upscalers import parse_filename
 
-    from .encode import image_folder, image_path
     from .evaluate_upscale import UpscaleModels, evaluate_upscale
 
     models = UpscaleModels()
@@ -188,31 +187,73 @@ def cmd_eval_upscale(args: argparse.Namespace, found: list, manifest: dict | Non
         src = dst = next(iter(models.upscalers))
     else:
         raise InterposerError("Upscalers of two families given: say the route with --direction SRC-to-DST.")
-    if args.images:
-        from interposer.images import list_images
-
-        chosen = [Path(p) for p in args.images]
-        images = [(p.name, p.parent.name, p) for folder in chosen for p in (list_images(folder) if folder.is_dir()
-                  else [folder])]  # fmt: skip
-    elif manifest is not None:
-        images = [(i, image_folder(manifest, i), image_path(manifest, i)) for i in manifest["holdout"]
-                  if i not in manifest["skipped"]]  # fmt: skip
-        if not images:
-            raise InterposerError(f"{args.data} has no held-out images: encode with --holdout N, or pass --images.")
-    else:
-        raise InterposerError("Pass --data DIR (its held-out images) or --images DIR.")
+    images = _upscale_images(args, manifest)
     vaes = _load_vaes(args, list(dict.fromkeys([src, dst])), manifest["vaes"] if manifest else None)
     route = src if src == dst else f"{src}-to-{dst}"
     out = Path(args.out or f"eval-{route}-x{factor:g}")
     report = evaluate_upscale(images, vaes, out, src=src, dst=dst, factor=factor, models=models,
                               max_side=args.max_side, device=args.device, grid_images=args.grid_images,
                               label=args.label or "")  # fmt: skip
-    print(f"{report['route']} x{factor:g}, mean of {report['images']} images (PSNR dB / SSIM / colour error):")
+    _print_upscale(report)
+    print(f"Report: {out / 'report.md'}, {out / 'report.json'}; grid: {out / 'grid.png'}")
+    return 0
+
+
+def _upscale_images(args: argparse.Namespace, manifest: dict | None) -> list[tuple[str, str, Path]]:
+    """(id, folder label, file) of the images an upscaling evaluation scores."""
+    from .encode import image_folder, image_path
+
+    if args.images:
+        from interposer.images import list_images
+
+        chosen = [Path(p) for p in args.images]
+        return [(p.name, p.parent.name, p) for folder in chosen for p in (list_images(folder) if folder.is_dir()
+                else [folder])]  # fmt: skip
+    if manifest is not None:
+        images = [(i, image_folder(manifest, i), image_path(manifest, i)) for i in manifest["holdout"]
+                  if i not in manifest["skipped"]]  # fmt: skip
+        if not images:
+            raise InterposerError(f"{args.data} has no held-out images: encode with --holdout N, or pass --images.")
+        return images
+    raise InterposerError("Pass --data DIR (its held-out images) or --images DIR.")
+
+
+def cmd_eval_policies(args: argparse.Namespace, manifest: dict | None) -> int:
+    """``eval DIR --policies ... --factor S``: the upscale policies at any scale, from a folder of
+    upscalers of one family named like the published ones (``--tag``)."""
+    from interposer.upscalers import parse_filename
+
+    from .evaluate_upscale import UpscaleModels, evaluate_upscale
+
+    folder = Path(args.weights[0])
+    if len(args.weights) != 1 or not folder.is_dir() or not args.factor or not args.tag:
+        raise InterposerError("--policies takes one folder of upscalers, --tag (their version) and --factor S.")
+    found = [parse_filename(p.name) for p in sorted(folder.glob("latent-upscaler-*.safetensors"))]
+    found = [f for f in found if f and f[0] == args.tag]
+    families = sorted({f[1] for f in found})
+    if len(families) != 1:
+        raise InterposerError(f"{folder} must hold upscalers of one family with the tag {args.tag} (found {families}).")
+    factors = tuple(sorted({f[2] for f in found}))
+    models = UpscaleModels(upscaler_dir=folder, upscaler_tag=args.tag, upscaler_factors=factors,
+                           policies=tuple(args.policies), sources={"upscalers": f"{folder} ({args.tag}, x"
+                           + ", x".join(f"{f:g}" for f in factors) + ")"})  # fmt: skip
+    family = get_space(families[0]).name
+    vaes = _load_vaes(args, [family], manifest["vaes"] if manifest else None)
+    out = Path(args.out or f"eval-{family}-policies-x{args.factor:g}")
+    report = evaluate_upscale(_upscale_images(args, manifest), vaes, out, src=family, dst=family, factor=args.factor,
+                              models=models, max_side=args.max_side, device=args.device,
+                              grid_images=args.grid_images, label=args.label or "")  # fmt: skip
+    _print_upscale(report)
+    print(f"Report: {out / 'report.md'}, {out / 'report.json'}; grid: {out / 'grid.png'}")
+    return 0
+
+
+def _print_upscale(report: dict) -> None:
+    route, count = f"{report['route']} x{report['factor']:g}", report["images"]
+    print(f"{route}, mean of {count} images (PSNR dB / SSIM / colour error):")
     for name in report["routes"]:
         m = report["mean"][name]
         print(f"  {name:<24} {m['psnr']:6.2f}  {m['ssim']:.3f}  {m['color']:5.2f}")
-    print(f"Report: {out / 'report.md'}, {out / 'report.json'}; grid: {out / 'grid.png'}")
-    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -224,6 +265,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .export import export
 
     manifest = read_manifest(args.data) if args.data else None
+    if args.policies:
+        return cmd_eval_policies(args, manifest)
     with tempfile.TemporaryDirectory() as tmp:
         found = _classify([Path(w) for w in args.weights], tmp)
         if args.factor or any(role != "interposer" for role, *_ in found):
@@ -328,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an exported weights file, a run folder or a checkpoint; for upscaling: the upscaler(s), and "
                    "across families the interposer and/or a convert-and-upscale network")  # fmt: skip
     p.add_argument("--factor", type=float, help="upscaling evaluation at this factor (default: the upscaler's)")
+    p.add_argument("--policies", nargs="+", choices=("nearest", "at-least", "at-most"),
+                   help="score these upscale policies at --factor, from one folder of upscalers (--tag)")
+    p.add_argument("--tag", help="with --policies: the version tag of the upscaler files in the folder")
     p.add_argument("--data", help="encoded data: its held-out images, its VAEs, and the linear map's fit")
     p.add_argument("--images", help="evaluate on this folder (or file) instead of the held-out list")
     p.add_argument("--out", help="report folder (default: RUN/eval or eval-SRC-to-DST)")

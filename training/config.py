@@ -61,6 +61,8 @@ class TrainConfig:
     color_weight: float = 0.0  # weight of a per-channel mean/std term on the decoded image
     image_every: int = 1  # the image terms on every Nth step
     image_batch: int = 0  # crops of the batch that are decoded (0: all)
+    image_crop: int = 0  # decode a random window of this many target latents per crop (0: the whole crop)
+    image_margin: int = 8  # pixels at the window's border left out of the image loss (decoder padding)
     # runtime
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
@@ -93,6 +95,7 @@ class TrainConfig:
             "warm_start": self.warm_start in ("none", "linear"),
             "bn": self.bn in ("batch", "frozen"),
             "convs": self.convs >= 0, "image_every": self.image_every >= 1, "image_batch": self.image_batch >= 0,
+            "image_crop": self.image_crop >= 0, "image_margin": self.image_margin >= 0,
             "image_weight": self.image_weight >= 0, "color_weight": self.color_weight >= 0,
             "latent_weight": self.latent_weight >= 0,
             "loss": self.loss in ("l1", "mse", "huber"),
@@ -125,7 +128,7 @@ PRESETS: dict[str, dict] = {
     "cpu": {
         "ch_mid": 48, "blocks": 8, "convs": 8, "dropout": 0.0, "batch": 16, "crop": 24, "lr": 1e-3, "warmup": 100,
         "steps": 10_000, "eval_every": 500, "checkpoint_every": 500, "warm_start": "linear", "bn": "frozen",
-        "image_weight": 50.0, "color_weight": 10.0, "image_every": 2, "image_batch": 8,
+        "image_weight": 50.0, "color_weight": 10.0, "image_every": 2, "image_batch": 8, "image_crop": 12,
     },
     # An H100/H200: the published width and depth, big batches of bigger crops, bf16 autocast, every step
     # with the image loss, torch.compile. Upscalers: the published 64 x 16 layout.

@@ -59,6 +59,12 @@ class UpscaleModels:
     interposer: Path | None = None  # src -> dst at 1x
     one_network: Path | None = None  # src -> dst with scale = factor
     sources: dict[str, str] = field(default_factory=dict)  # what to call each file in the report
+    # Or: a folder of upscalers named like the published ones with this tag (several factors), to
+    # score the upscale *policies* at any scale (e.g. 1.75x from 1.5x and 2x files).
+    upscaler_dir: Path | None = None
+    upscaler_tag: str | None = None
+    upscaler_factors: tuple[float, ...] = ()
+    policies: tuple[str, ...] = ()
 
 
 def routes(src: LatentSpace, dst: LatentSpace, models: UpscaleModels) -> list[str]:
@@ -70,6 +76,8 @@ def routes(src: LatentSpace, dst: LatentSpace, models: UpscaleModels) -> list[st
             "(the webui's Latent routes and both chains use it): pass its weights file or run folder too."
         )
     names = [BILINEAR, NEAREST, PIXEL]
+    if models.policies:
+        return [*names, *(f"{LEARNED} ({policy})" for policy in models.policies), CEILING]
     if same:
         if dst.name in models.upscalers:
             names.append(LEARNED)
@@ -123,9 +131,14 @@ def _panels(
         query = WeightsQuery(path=str(models.interposer), allow_download=False)
         return base.with_options(weights=query).convert(latents, dirn.src.name, dirn.dst.name, scaled=False)
 
-    def upscale(latents: torch.Tensor, family: str) -> torch.Tensor:
-        query = WeightsQuery(upscaler_path=str(models.upscalers[family]), allow_download=False)
-        return base.with_options(weights=query).upscale(latents, family, size=size, scaled=False)
+    def upscale(latents: torch.Tensor, family: str, policy: str | None = None) -> torch.Tensor:
+        if policy is not None:  # the folder of several factors, planned by the policy
+            query = WeightsQuery(folders=[str(models.upscaler_dir)], version=models.upscaler_tag, allow_download=False)
+            converter = base.with_options(weights=query, upscale_factors=models.upscaler_factors, upscale_policy=policy)
+        else:
+            query = WeightsQuery(upscaler_path=str(models.upscalers[family]), allow_download=False)
+            converter = base.with_options(weights=query)
+        return converter.upscale(latents, family, size=size, scaled=False)
 
     same = src.space.name == dst.space.name
     in_dst = z if same else convert(z)
@@ -139,6 +152,8 @@ def _panels(
             latents = dst.encode(_lanczos(src.decode(z), tuple(hires.shape[-2:])))
         elif name == LEARNED:
             latents = upscale(z, dst.space.name)
+        elif name.startswith(f"{LEARNED} ("):
+            latents = upscale(in_dst, dst.space.name, name[len(LEARNED) + 2 : -1])
         elif name == CONVERT_FIRST:
             latents = upscale(in_dst, dst.space.name)
         elif name == UPSCALE_FIRST:
@@ -192,7 +207,7 @@ def evaluate_upscale(
         grid.append((row, [("original", hires)] + [(f"{n}: {row[n]['psnr']:.1f} dB", panels[n]) for n in names]))
     if not rows:
         raise InterposerError(f"None of the {len(images)} images could be read: {skipped}")
-    best = [n for n in names if n in (LEARNED, CONVERT_FIRST, UPSCALE_FIRST, ONE_NETWORK)]
+    best = [n for n in names if n.startswith(LEARNED) or n in (CONVERT_FIRST, UPSCALE_FIRST, ONE_NETWORK)]
     grid.sort(key=lambda item: max(item[0][n]["psnr"] for n in best))  # worst images first
     folders = sorted({r["folder"] for r in rows})
     report = {

@@ -382,6 +382,22 @@ def _ema_model(ema: EMA, template: torch.nn.Module) -> torch.nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
+def image_window(
+    pred: torch.Tensor, rgb: torch.Tensor, cfg: TrainConfig, px: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The part of the batch the image loss decodes: ``image_batch`` crops, each cut to a random
+    ``image_crop`` x ``image_crop`` window of latents (and the matching pixels of the crop). On a
+    CPU the decoder costs several times the model, so a few small windows keep it affordable."""
+    n = cfg.image_batch or len(pred)
+    pred, rgb = pred[:n], rgb[:n]
+    side = pred.shape[-1]
+    if not cfg.image_crop or cfg.image_crop >= side:
+        return pred, rgb
+    c = cfg.image_crop
+    top, left = (int(v) for v in torch.randint(0, side - c + 1, (2,), generator=generator))
+    return pred[..., top : top + c, left : left + c], rgb[..., top * px : (top + c) * px, left * px : (left + c) * px]
+
+
 def image_terms(image: torch.Tensor, target: torch.Tensor, color_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(L1, colour) between a decoded prediction and the crop: the colour term compares each RGB
     channel's mean and standard deviation per image, the cheap guard against the colour casts
@@ -563,7 +579,7 @@ def train(
             "data": data_summary(cfg.data), "params": sum(p.numel() for p in model.parameters()),
         }  # fmt: skip
         meta = {"config": cfg.to_dict(), "optimizer_groups": optim_groups, "scaler": scaler.state_dict(),
-                **rng_json, **summary}  # fmt: skip
+                "window_rng": window_rng.get_state().tolist(), **rng_json, **summary}  # fmt: skip
         path = save_checkpoint(checkpoint_path(run, step), tensors, meta)
         for old in list_checkpoints(run)[: -cfg.keep_checkpoints]:
             old.unlink()
@@ -617,6 +633,9 @@ def train(
     for m in models.values():
         set_train_mode(m, True, cfg.bn)
     timed_from: tuple[int, float] | None = None
+    window_rng = torch.Generator().manual_seed(cfg.seed + 1)
+    if groups is not None and "window_rng" in (state or {}):
+        window_rng.set_state(torch.tensor(state["window_rng"], dtype=torch.uint8))
     with StopRequest() as stop:
         while step < total:
             lr = lr_at(step, cfg, total)
@@ -629,8 +648,11 @@ def train(
                 pred = forward(x)
                 loss = cfg.latent_weight * loss_dst(pred, y)
                 if use_image and step % cfg.image_every == 0:
-                    n = cfg.image_batch or len(pred)
-                    l1, color = image_terms(decoder(pred[:n]), batch[2][:n], cfg.color_weight)
+                    latents, target = image_window(pred, batch[2], cfg, sampler.fd, window_rng)
+                    image, m = decoder(latents), cfg.image_margin
+                    if m and image.shape[-1] > 4 * m:
+                        image, target = image[..., m:-m, m:-m], target[..., m:-m, m:-m]
+                    l1, color = image_terms(image, target, cfg.color_weight)
                     loss = loss + cfg.image_weight * l1 + cfg.color_weight * color
                 if cfg.reverse:
                     back = models["reverse"]
