@@ -519,7 +519,9 @@ def train(
     if world.main:
         run.mkdir(parents=True, exist_ok=True)
 
-    # Model(s), optimiser, EMA, loss.
+    # Model(s), optimiser, EMA, loss. Seeded again here, so the initial weights do not depend on what
+    # drew random numbers before (a VAE decoder built fresh or taken from load_vae's cache, the linear model).
+    torch.manual_seed(cfg.seed)
     model = build_model(mconf, cfg.dropout)
     if cfg.warm_start == "linear" and groups is None:
         apply_warm_start(model, fit)
