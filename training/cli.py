@@ -126,13 +126,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from .checkpoint import is_checkpoint
     from .encode import read_manifest
-    from .evaluate import evaluate, fit_linear, heldout_images, weights_direction
+    from .evaluate import eval_images, evaluate, fit_linear, summary, weights_direction
     from .export import export
 
     target = Path(args.weights)
     if not target.exists():
         raise InterposerError(f"{target} does not exist (give a weights file, a run folder or a checkpoint).")
-    images = heldout_images(args.data, args.images, args.allow_train_images)
+    images = eval_images(args.data, args.images, args.allow_train_images)
     manifest = read_manifest(args.data) if args.data else None
     with tempfile.TemporaryDirectory() as tmp:
         # A run or checkpoint is exported first, so it is scored exactly as the exported file would be.
@@ -144,9 +144,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = evaluate(weights_path, images, vaes, out, dirn=dirn, linear=linear, max_side=args.max_side,
                           device=args.device, grid_images=args.grid_images, label=args.label or "",
                           source=str(target))  # fmt: skip
-    print(f"{dirn.name}, mean of {report['images']} images (PSNR dB / SSIM):")
-    for name, value in report["mean"].items():
-        print(f"  {name:<22} " + ("n/a" if value is None else f"{value['psnr']:6.2f}  {value['ssim']:.3f}"))
+    print(summary(report))
     print(f"Report: {out / 'report.md'}, {out / 'report.json'}; grid: {out / 'grid.png'}")
     return 0
 
@@ -220,16 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="PSNR/SSIM of no conversion, linear map, VAE bridge and interposer",
-                       description="Decode every path with the target VAE and compare with the held-out images; "
-                       "writes report.md, report.json and grid.png.")  # fmt: skip
+    p = sub.add_parser("eval", help="PSNR/SSIM/colour of no conversion, linear map, VAE bridge and interposer",
+                       description="Decode every path with the target VAE and compare with the held-out images "
+                       "(PSNR, SSIM, mean ΔRGB; the interposer's signed PSNR gap to the VAE bridge), per folder and "
+                       "overall, with the worst image of each; writes report.md, report.json and grid.png "
+                       "(worst images first).")  # fmt: skip
     p.add_argument("weights", help="an exported weights file, a run folder or a checkpoint")
     p.add_argument("--data", help="encoded data: its held-out images, its VAEs, and the linear map's fit")
-    p.add_argument("--images", help="evaluate on this folder (or file) instead of the held-out list")
+    p.add_argument("--images", action="extend", nargs="+", metavar="DIR",
+                   help="evaluate on these folders (or files) instead of the held-out list; repeatable, "
+                   "reported per folder")  # fmt: skip
     p.add_argument("--out", help="report folder (default: RUN/eval or eval-SRC-to-DST)")
     p.add_argument("--direction", help="SRC-to-DST, if the file does not say")
     p.add_argument("--max-side", type=int, default=512, help="downscale images to this longer side (default 512)")
-    p.add_argument("--grid-images", type=int, default=4, help="rows in grid.png")
+    p.add_argument("--grid-images", type=int, default=4, help="rows in grid.png: the worst images (default 4)")
     p.add_argument("--label", help="a note for the report title")
     p.add_argument("--allow-train-images", action="store_true", help="do not refuse images used for training")
     ema = p.add_mutually_exclusive_group()
