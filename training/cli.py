@@ -200,22 +200,11 @@ def cmd_eval_upscale(args: argparse.Namespace, found: list, manifest: dict | Non
 
 
 def _upscale_images(args: argparse.Namespace, manifest: dict | None) -> list[tuple[str, str, Path]]:
-    """(id, folder label, file) of the images an upscaling evaluation scores."""
-    from .encode import image_folder, image_path
+    """(id, folder label, file) of the images an upscaling evaluation scores (the same choice, and the
+    same refusal of training images, as the interposer evaluation)."""
+    from .evaluate import eval_images
 
-    if args.images:
-        from interposer.images import list_images
-
-        chosen = [Path(p) for p in args.images]
-        return [(p.name, p.parent.name, p) for folder in chosen for p in (list_images(folder) if folder.is_dir()
-                else [folder])]  # fmt: skip
-    if manifest is not None:
-        images = [(i, image_folder(manifest, i), image_path(manifest, i)) for i in manifest["holdout"]
-                  if i not in manifest["skipped"]]  # fmt: skip
-        if not images:
-            raise InterposerError(f"{args.data} has no held-out images: encode with --holdout N, or pass --images.")
-        return images
-    raise InterposerError("Pass --data DIR (its held-out images) or --images DIR.")
+    return [(e.id, e.folder, e.path) for e in eval_images(args.data, args.images, args.allow_train_images)]
 
 
 def cmd_eval_policies(args: argparse.Namespace, manifest: dict | None) -> int:
@@ -261,7 +250,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from .checkpoint import is_checkpoint
     from .encode import read_manifest
-    from .evaluate import evaluate, fit_linear, heldout_images, weights_direction
+    from .evaluate import eval_images, evaluate, fit_linear, summary, weights_direction
     from .export import export
 
     manifest = read_manifest(args.data) if args.data else None
@@ -276,8 +265,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     target = Path(args.weights[0])
     if not target.exists():
         raise InterposerError(f"{target} does not exist (give a weights file, a run folder or a checkpoint).")
-    images = heldout_images(args.data, args.images, args.allow_train_images)
-    manifest = read_manifest(args.data) if args.data else None
+    images = eval_images(args.data, args.images, args.allow_train_images)
     with tempfile.TemporaryDirectory() as tmp:
         # A run or checkpoint is exported first, so it is scored exactly as the exported file would be.
         weights_path = export(target, tmp, "eval", ema=args.ema) if is_checkpoint(target) else target
@@ -288,9 +276,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = evaluate(weights_path, images, vaes, out, dirn=dirn, linear=linear, max_side=args.max_side,
                           device=args.device, grid_images=args.grid_images, label=args.label or "",
                           source=str(target))  # fmt: skip
-    print(f"{dirn.name}, mean of {report['images']} images (PSNR dB / SSIM):")
-    for name, value in report["mean"].items():
-        print(f"  {name:<22} " + ("n/a" if value is None else f"{value['psnr']:6.2f}  {value['ssim']:.3f}"))
+    print(summary(report))
     print(f"Report: {out / 'report.md'}, {out / 'report.json'}; grid: {out / 'grid.png'}")
     return 0
 
@@ -364,9 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="PSNR/SSIM of no conversion, linear map, VAE bridge and interposer",
-                       description="Decode every path with the target VAE and compare with the held-out images; "
-                       "writes report.md, report.json and grid.png.")  # fmt: skip
+    p = sub.add_parser("eval", help="PSNR/SSIM/colour of every route: interposers (linear map, VAE bridge) and "
+                       "upscalers (webui Latent, pixel route, learned)",
+                       description="Decode every path with the target VAE and compare with the held-out images "
+                       "(PSNR, SSIM, mean ΔRGB; the interposer's signed PSNR gap to the VAE bridge), per folder and "
+                       "overall, with the worst image of each; writes report.md, report.json and grid.png "
+                       "(worst images first). Given upscalers (or a convert-and-upscale network), it scores the "
+                       "hires routes instead: the webui's Latent upscalers, the pixel route, the learned ones.",
+                       )  # fmt: skip
     p.add_argument("weights", nargs="+",
                    help="an exported weights file, a run folder or a checkpoint; for upscaling: the upscaler(s), and "
                    "across families the interposer and/or a convert-and-upscale network")  # fmt: skip
@@ -375,11 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score these upscale policies at --factor, from one folder of upscalers (--tag)")
     p.add_argument("--tag", help="with --policies: the version tag of the upscaler files in the folder")
     p.add_argument("--data", help="encoded data: its held-out images, its VAEs, and the linear map's fit")
-    p.add_argument("--images", help="evaluate on this folder (or file) instead of the held-out list")
+    p.add_argument("--images", action="extend", nargs="+", metavar="DIR",
+                   help="evaluate on these folders (or files) instead of the held-out list; repeatable, "
+                   "reported per folder")  # fmt: skip
     p.add_argument("--out", help="report folder (default: RUN/eval or eval-SRC-to-DST)")
     p.add_argument("--direction", help="SRC-to-DST, if the file does not say")
     p.add_argument("--max-side", type=int, default=512, help="downscale images to this longer side (default 512)")
-    p.add_argument("--grid-images", type=int, default=4, help="rows in grid.png")
+    p.add_argument("--grid-images", type=int, default=4, help="rows in grid.png: the worst images (default 4)")
     p.add_argument("--label", help="a note for the report title")
     p.add_argument("--allow-train-images", action="store_true", help="do not refuse images used for training")
     ema = p.add_mutually_exclusive_group()
