@@ -308,7 +308,7 @@ def evaluate(
             captions = [(f"original: {item.id}", image)] + [
                 (name if row[name] is None else f"{name}: {row[name]['psnr']:.1f} dB", panels[name]) for name in PATHS
             ]
-            worst.append(((row["interposer"]["psnr"], len(rows)), item.id, _small(captions)))
+            worst.append(((row["interposer"]["psnr"], len(rows)), item.id, shrink_panels(captions)))
             worst.sort(key=lambda entry: entry[0])
             del worst[grid_images:]
     if not rows:
@@ -333,13 +333,17 @@ def evaluate(
     write_text(out / "report.md", markdown(report))
     grid_rows = [labelled_grid(panels, out / f"grid-{n:03d}.png") for n, (_, _, panels) in enumerate(worst)]
     if grid_rows:
-        _stack(grid_rows, out / "grid.png")
+        stack_rows(grid_rows, out / "grid.png")
     for row_file in grid_rows:
         row_file.unlink()
     return report
 
 
-def _small(panels: list[tuple[str, torch.Tensor | None]], side: int = 256) -> list[tuple[str, torch.Tensor | None]]:
+Panels = list[tuple[str, torch.Tensor | None]]
+
+
+def shrink_panels(panels: Panels, side: int = 256) -> Panels:
+    """Grid panels no larger than ``side`` (area downscaling), ``None`` panels kept."""
     def shrink(t: torch.Tensor) -> torch.Tensor:
         h, w = t.shape[-2:]
         ratio = side / max(h, w)
@@ -348,7 +352,8 @@ def _small(panels: list[tuple[str, torch.Tensor | None]], side: int = 256) -> li
     return [(label, None if p is None else shrink(p)) for label, p in panels]
 
 
-def _stack(rows: list[Path], path: Path) -> None:
+def stack_rows(rows: list[Path], path: Path) -> None:
+    """Stack grid rows (PNG files) into one image, top to bottom."""
     from PIL import Image
 
     images = [Image.open(p).convert("RGB") for p in rows]

@@ -40,7 +40,7 @@ from interposer.spaces import LatentSpace, get_space
 from interposer.weights import WeightsQuery
 
 from .encode import downscale
-from .evaluate import ssim
+from .evaluate import shrink_panels, ssim, stack_rows
 from .vaes import VAE
 
 log = logging.getLogger(__name__)
@@ -220,8 +220,8 @@ def evaluate_upscale(
     }  # fmt: skip
     write_text(out / "report.json", json.dumps(report, indent=1))
     write_text(out / "report.md", markdown(report))
-    row_files = [labelled_grid(_small(p), out / f"grid-{i}.png") for i, (_, p) in enumerate(grid[:grid_images])]
-    _stack(row_files, out / "grid.png")
+    row_files = [labelled_grid(shrink_panels(p), out / f"grid-{i}.png") for i, (_, p) in enumerate(grid[:grid_images])]
+    stack_rows(row_files, out / "grid.png")
     for row_file in row_files:
         row_file.unlink()
     return report
@@ -231,27 +231,6 @@ def _mean(rows: list[dict], names: list[str]) -> dict:
     return {
         n: {m: round(sum(r[n][m] for r in rows) / len(rows), 4) for m in ("psnr", "ssim", "color")} for n in names
     } | {"images": len(rows)}
-
-
-def _small(panels, side: int = 256):
-    def shrink(t: torch.Tensor) -> torch.Tensor:
-        h, w = t.shape[-2:]
-        ratio = side / max(h, w)
-        return t if ratio >= 1 else F.interpolate(t, (round(h * ratio), round(w * ratio)), mode="area")
-
-    return [(caption, shrink(p)) for caption, p in panels]
-
-
-def _stack(rows: list[Path], path: Path) -> None:
-    from PIL import Image
-
-    images = [Image.open(p).convert("RGB") for p in rows]
-    canvas = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), (32, 32, 32))
-    top = 0
-    for image in images:
-        canvas.paste(image, (0, top))
-        top += image.height
-    canvas.save(path)
 
 
 def markdown(report: dict) -> str:
