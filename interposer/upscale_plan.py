@@ -7,9 +7,12 @@ target latent size (so the webui's own interpolation afterwards is an identity).
 
 Policies (``README.md`` has the measured comparison):
 
+* ``at-least`` (the default): the smallest product that reaches the ratio, then a downscale. Measured
+  on held-out photos it was never worse than the others and the best where they differ (2.5x from
+  1.5x and 2x files: 19.74 dB vs 19.14 for both others; 1.75x: 20.87 vs 20.66 for at-most): learned
+  detail shrinks well, an enlarged remainder is blurred again;
 * ``nearest``: the chain whose product is closest to the ratio (in log scale); ties go to fewer
   steps, then to the larger product (a downscale of the remainder loses less than an upscale);
-* ``at-least``: the smallest product that reaches the ratio, then a downscale;
 * ``at-most``: the largest product below or at the ratio, then an upscale of the remainder.
 """
 
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from .upscalers import PUBLISHED_FACTORS
 
 POLICIES = ("nearest", "at-least", "at-most")
-DEFAULT_POLICY = "nearest"
+DEFAULT_POLICY = "at-least"
 MAX_STEPS = 3
 _EXACT = 1e-9
 

@@ -94,8 +94,10 @@ def test_plan_policies():
     assert plan_upscale((64, 64), (96, 96), factors).factors == (1.5,)
     assert plan_upscale((64, 64), (128, 128), factors).factors == (2.0,)
     assert plan_upscale((64, 64), (160, 160), factors).factors == (2.0, 1.25)  # 2.5 exactly
-    plan = plan_upscale((64, 64), (112, 112), factors)  # 1.75: 1.5 x 1.25 = 1.875 is closest
+    plan = plan_upscale((64, 64), (112, 112), factors)  # 1.75: 1.5 x 1.25 = 1.875 is the smallest that reaches it
     assert plan.factors == (1.5, 1.25) and plan.chained == (120, 120) and plan.resize == "down"
+    assert plan_upscale((64, 64), (160, 160), (1.5, 2.0)).factors == (2.0, 1.5)  # 2.5: 3x, then down (measured best)
+    assert plan_upscale((64, 64), (160, 160), (1.5, 2.0), policy="nearest").factors == (1.5, 1.5)  # 2.25, then up
     assert plan_upscale((64, 64), (112, 112), factors, policy="at-most").factors == (1.25, 1.25)  # 1.5625
     assert plan_upscale((64, 64), (112, 112), (1.5, 2.0), policy="nearest").factors == (2.0,)
     assert plan_upscale((64, 64), (112, 112), (1.5, 2.0), policy="at-least").factors == (2.0,)
