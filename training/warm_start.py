@@ -42,14 +42,20 @@ def _identity_rows(weight: torch.Tensor, bias: torch.Tensor, channels: int) -> N
     bias[:channels] = 0
 
 
+def _carried(model: torch.nn.Module, channels: int, which: str) -> int:
+    """How many hidden channels carry the map (2 per channel: relu(y), relu(-y)); the model must have them."""
+    carried, width = 2 * channels, model.config.ch_mid
+    if width < carried:
+        raise ValueError(f"a warm start needs ch_mid >= {carried} (2 x the {which} channels), got {width}")
+    return carried
+
+
 @torch.no_grad()
 def warm_start_interposer(model: InterposerV4, a: torch.Tensor, b: torch.Tensor) -> None:
     """Make ``model`` (eval-mode BatchNorm) compute ``a @ nearest(x) + b`` per pixel."""
     c_out = a.shape[0]
-    carried = 2 * c_out
+    carried = _carried(model, c_out, "output")
     cfg = model.config
-    if cfg.ch_mid < carried:
-        raise ValueError(f"a warm start needs ch_mid >= {carried} (2 x the output channels), got {cfg.ch_mid}")
     _split_rows(model.head.short.weight, model.head.short.bias, a.to(model.head.short.weight), b.to(a))
     last = model.head.long[4]
     last.weight[:carried].zero_()
@@ -78,10 +84,7 @@ def warm_start_interposer(model: InterposerV4, a: torch.Tensor, b: torch.Tensor)
 def warm_start_upscaler(model: LatentUpscalerV2, weight: torch.Tensor, bias: torch.Tensor) -> None:
     """Make ``model`` compute ``conv3x3(nearest_up(x), weight) + bias`` (the least-squares upscale filter)."""
     c_in = weight.shape[1]
-    carried = 2 * c_in
-    cfg = model.config
-    if cfg.ch_mid < carried:
-        raise ValueError(f"a warm start needs ch_mid >= {carried} (2 x the input channels), got {cfg.ch_mid}")
+    carried = _carried(model, c_in, "input")
     convs = [m for m in model.sequential if isinstance(m, torch.nn.Conv2d)]
     first, inner, last = convs[0], convs[1:-1], convs[-1]
     eye = torch.eye(c_in)
