@@ -121,7 +121,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- eval
 
 
-def _classify(paths: list[Path], tmp: str) -> list[tuple[str, Path, object, str]]:
+def _classify(
+    paths: list[Path], tmp: str, ema: bool | None = None, given_direction: str | None = None
+) -> list[tuple[str, Path, object, str]]:
     """(role, file, LoadedWeights, what was given) per weights argument; runs and checkpoints are
     exported first, so they are scored exactly as the exported file would be. Roles: upscaler,
     interposer, one-network."""
@@ -137,10 +139,10 @@ def _classify(paths: list[Path], tmp: str) -> list[tuple[str, Path, object, str]
     for i, target in enumerate(paths):
         if not target.exists():
             raise InterposerError(f"{target} does not exist (give a weights file, a run folder or a checkpoint).")
-        file = export(target, Path(tmp) / str(i), "eval") if is_checkpoint(target) else target
+        file = export(target, Path(tmp) / str(i), "eval", ema=ema) if is_checkpoint(target) else target
         weights = load_weights(file)
         if isinstance(weights.config, InterposerConfig):
-            dirn = weights_direction(weights, None)
+            dirn = weights_direction(weights, given_direction)
             one = abs(weights.config.scale - spatial_scale(dirn.src, dirn.dst)) > 1e-6
             found.append(("one-network" if one else "interposer", file, weights, str(target)))
         else:
@@ -246,36 +248,28 @@ def _print_upscale(report: dict) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from interposer.weights import load_weights
-
-    from .checkpoint import is_checkpoint
     from .encode import read_manifest
     from .evaluate import eval_images, evaluate, fit_linear, summary, weights_direction
-    from .export import export
 
     manifest = read_manifest(args.data) if args.data else None
     if args.policies:
         return cmd_eval_policies(args, manifest)
     with tempfile.TemporaryDirectory() as tmp:
-        found = _classify([Path(w) for w in args.weights], tmp)
+        # Runs and checkpoints are exported first, so they are scored exactly as the exported file would be.
+        found = _classify([Path(w) for w in args.weights], tmp, args.ema, args.direction)
         if args.factor or any(role != "interposer" for role, *_ in found):
             return cmd_eval_upscale(args, found, manifest)
-    if len(args.weights) > 1:
-        raise InterposerError("Give one interposer to evaluate (several weights are for upscaling evaluations).")
-    target = Path(args.weights[0])
-    if not target.exists():
-        raise InterposerError(f"{target} does not exist (give a weights file, a run folder or a checkpoint).")
-    images = eval_images(args.data, args.images, args.allow_train_images)
-    with tempfile.TemporaryDirectory() as tmp:
-        # A run or checkpoint is exported first, so it is scored exactly as the exported file would be.
-        weights_path = export(target, tmp, "eval", ema=args.ema) if is_checkpoint(target) else target
-        dirn = weights_direction(load_weights(weights_path), args.direction)
+        if len(found) > 1:
+            raise InterposerError("Give one interposer to evaluate (several weights are for upscaling evaluations).")
+        _, weights_path, weights, given = found[0]
+        images = eval_images(args.data, args.images, args.allow_train_images)
+        dirn = weights_direction(weights, args.direction)
         vaes = _load_vaes(args, [dirn.src.name, dirn.dst.name], manifest["vaes"] if manifest else None)
         linear = fit_linear(args.data, dirn) if args.data else None
-        out = Path(args.out or (target / "eval" if target.is_dir() else f"eval-{dirn.name}"))
+        out = Path(args.out or (Path(given) / "eval" if Path(given).is_dir() else f"eval-{dirn.name}"))
         report = evaluate(weights_path, images, vaes, out, dirn=dirn, linear=linear, max_side=args.max_side,
                           device=args.device, grid_images=args.grid_images, label=args.label or "",
-                          source=str(target))  # fmt: skip
+                          source=given)  # fmt: skip
     print(summary(report))
     print(f"Report: {out / 'report.md'}, {out / 'report.json'}; grid: {out / 'grid.png'}")
     return 0

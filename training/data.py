@@ -51,18 +51,22 @@ def _how_to_get(key: str) -> str:
     return f"encode it with --families including {family}."
 
 
-def load_pairs(
-    folder: str | os.PathLike, dirn: Direction, split: str = "train", factor: float | None = None
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Raw (src, dst) latents of every crop in ``folder``, or None if empty. With ``factor`` the
-    source latents are those of the crops downscaled by ``factor`` (upscaler inputs)."""
-    manifest = read_manifest(folder)
-    missing = [s for s in (dirn.src.name, dirn.dst.name) if s not in manifest["families"]]
+def require_families(manifest: dict, folder: str | os.PathLike, families: list[str]) -> None:
+    """One clear line when the data folder lacks latents of a family the run needs."""
+    missing = [f for f in families if f not in manifest["families"]]
     if missing:
         raise InterposerError(
             f"{folder} has latents of {', '.join(manifest['families'])}, not of {', '.join(missing)}: "
             f"encode it with --families including {' '.join(missing)}."
         )
+
+
+def load_pairs(
+    folder: str | os.PathLike, dirn: Direction, split: str = "train", factor: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Raw (src, dst) latents of every crop in ``folder``, or None if empty. With ``factor`` the
+    source latents are those of the crops downscaled by ``factor`` (upscaler inputs)."""
+    require_families(read_manifest(folder), folder, [dirn.src.name, dirn.dst.name])
     keys = [latent_key(dirn.src.name, factor), dirn.dst.name]
     tensors = load_split(folder, keys, split)
     return None if tensors is None else (tensors[keys[0]], tensors[keys[1]])

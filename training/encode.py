@@ -243,6 +243,7 @@ def encode_folder(
     if len(set(dirs)) != len(dirs):
         raise InterposerError("An image folder is given twice.")
     paths: list[tuple[str, Path]] = []  # (image id, file)
+    names: list[list[str]] = []  # per folder, for the held-out pick
     folders = [str(d) for d in dirs]
     for index, folder in enumerate(dirs):
         if not folder.is_dir():
@@ -251,15 +252,15 @@ def encode_folder(
         if not found:
             raise InterposerError(f"No images (files Pillow reads: .jpg, .png, .webp, .tif, ...) in {folder}.")
         paths += [(image_id(folders, index, p.name), p) for p in found]
+        names.append([p.name for p in found])
     out.mkdir(parents=True, exist_ok=True)
     if (out / MANIFEST).is_file():
         manifest = read_manifest(out)
         _check_resume(manifest, settings, vaes, dirs)
     else:
         holdout = []
-        for index, folder in enumerate(dirs):  # per folder: the pick in one does not depend on the others
-            names = [p.name for p in list_images(folder)]
-            holdout += [image_id(folders, index, n) for n in pick_holdout(names, settings.holdout, settings.seed)]
+        for index, in_folder in enumerate(names):  # per folder: the pick in one does not depend on the others
+            holdout += [image_id(folders, index, n) for n in pick_holdout(in_folder, settings.holdout, settings.seed)]
         manifest = {
             "format": DATA_FORMAT, "version": DATA_VERSION, "images_dir": folders[0], "folders": folders,
             "families": sorted(vaes), "vaes": {k: v.describe() for k, v in vaes.items()},

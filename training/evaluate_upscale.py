@@ -119,12 +119,12 @@ def _lanczos(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _panels(
-    hires: torch.Tensor, factor: float, src: VAE, dst: VAE, names: list[str], models: UpscaleModels, device: str
+    hires: torch.Tensor, factor: float, src: VAE, dst: VAE, names: list[str], models: UpscaleModels, base: Converter
 ) -> dict[str, torch.Tensor]:
+    """Each route's decoded hires image; ``base`` carries the device, precision and the one model cache."""
     lo = downscale(hires, factor)
     z = src.encode(lo)
     size = (hires.shape[-2] // 8, hires.shape[-1] // 8)
-    base = Converter(device=device, precision="fp32", cache=ModelCache(), upscale_factors=(float(factor),))
     dirn = Direction(src.space, dst.space)
 
     def convert(latents: torch.Tensor) -> torch.Tensor:
@@ -188,6 +188,9 @@ def evaluate_upscale(
 
     src_space, dst_space = get_space(src), get_space(dst)
     names = routes(src_space, dst_space, models)
+    # One converter and one fresh cache for the whole evaluation: each file loads once (fresh, not the
+    # process-wide cache, because a run folder exported again may change under the same name).
+    base = Converter(device=device, precision="fp32", cache=ModelCache(), upscale_factors=(float(factor),))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows, skipped, grid = [], {}, []
@@ -197,7 +200,7 @@ def evaluate_upscale(
         except Exception as exc:  # PIL raises many types for broken files
             skipped[ident] = str(exc)
             continue
-        panels = _panels(hires, factor, vaes[src_space.name], vaes[dst_space.name], names, models, device)
+        panels = _panels(hires, factor, vaes[src_space.name], vaes[dst_space.name], names, models, base)
         row = {"image": ident, "folder": folder, "size": list(hires.shape[-2:])}
         for name in names:
             p = panels[name]

@@ -48,6 +48,7 @@ from interposer.linear import fit_affine
 from interposer.linear_upscaler import fit_upscale_filter
 from interposer.model import InterposerConfig, InterposerV4
 from interposer.runtime import pick_device
+from interposer.spaces import get_space
 from interposer.upscaler_model import LatentUpscalerV2, UpscalerConfig
 from interposer.upscalers import UpscalerSpec, upscaler
 
@@ -63,7 +64,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig
-from .data import CropSampler, load_split, pixels_per_latent
+from .data import CropSampler, load_split, pixels_per_latent, require_families
 from .encode import latent_key, read_manifest
 from .machine import cpu_summary, has_native_bf16
 from .warm_start import warm_start_interposer, warm_start_upscaler
@@ -90,20 +91,13 @@ def lr_at(step: int, cfg: TrainConfig, total: int) -> float:
 def run_spec(cfg: TrainConfig) -> Direction | UpscalerSpec:
     """What the run trains: a Direction (interposer, maybe with a factor) or an UpscalerSpec."""
     if cfg.model == "upscaler":
-        src, dst = direction_names(cfg)
-        if src != dst:
+        if get_space(cfg.src).name != get_space(cfg.dst).name:
             raise InterposerError(
                 f"An upscaler stays in one family (src {cfg.src} vs dst {cfg.dst}): use --src {cfg.dst} --dst "
                 f"{cfg.dst}; to convert and upscale in one network, train model=interposer factor={cfg.factor:g}."
             )
         return upscaler(cfg.dst, cfg.factor)
     return direction(cfg.src, cfg.dst, cfg.factor)
-
-
-def direction_names(cfg: TrainConfig) -> tuple[str, str]:
-    from interposer.spaces import get_space
-
-    return get_space(cfg.src).name, get_space(cfg.dst).name
 
 
 def model_config(cfg: TrainConfig, spec: Direction | UpscalerSpec | None = None) -> InterposerConfig | UpscalerConfig:
@@ -363,15 +357,14 @@ def validate(
     was_training = model.training
     model.eval()
     total, psnrs = 0.0, []
-    with torch.no_grad():
-        for i, (xs, ys) in enumerate(zip(x.split(chunk), y.split(chunk), strict=True)):
-            pred = model(xs.contiguous(memory_format=torch.channels_last)).float()
-            total += F.l1_loss(pred, ys, reduction="sum").item()
-            if decoder is not None and rgb is not None:
-                image = decoder(pred).float().clamp(0, 1)
-                target = rgb[i * chunk : i * chunk + len(xs)].float() / 255
-                mse = ((image - target) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
-                psnrs += (-10 * torch.log10(mse)).tolist()
+    for i, (xs, ys) in enumerate(zip(x.split(chunk), y.split(chunk), strict=True)):
+        pred = model(xs.contiguous(memory_format=torch.channels_last)).float()
+        total += F.l1_loss(pred, ys, reduction="sum").item()
+        if decoder is not None and rgb is not None:
+            image = decoder(pred).float().clamp(0, 1)
+            target = rgb[i * chunk : i * chunk + len(xs)].float() / 255
+            mse = ((image - target) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
+            psnrs += (-10 * torch.log10(mse)).tolist()
     model.train(was_training)
     return total / y.numel(), (round(sum(psnrs) / len(psnrs), 3) if psnrs else None)
 
@@ -396,6 +389,18 @@ def image_window(
     c = cfg.image_crop
     top, left = (int(v) for v in torch.randint(0, side - c + 1, (2,), generator=generator))
     return pred[..., top : top + c, left : left + c], rgb[..., top * px : (top + c) * px, left * px : (left + c) * px]
+
+
+def image_loss(decoder, pred: torch.Tensor, rgb: torch.Tensor, cfg: TrainConfig, px: int,
+               generator: torch.Generator) -> torch.Tensor:  # fmt: skip
+    """The weighted image-space terms of one step: decode a few windows of the prediction, leave
+    ``image_margin`` border pixels out (the decoder's zero padding there is not the image's), compare."""
+    latents, target = image_window(pred, rgb, cfg, px, generator)
+    image, m = decoder(latents), cfg.image_margin
+    if m and image.shape[-1] > 4 * m:
+        image, target = image[..., m:-m, m:-m], target[..., m:-m, m:-m]
+    l1, color = image_terms(image, target, cfg.color_weight)
+    return cfg.image_weight * l1 + cfg.color_weight * color
 
 
 def image_terms(image: torch.Tensor, target: torch.Tensor, color_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -484,12 +489,7 @@ def train(
 
     # Data: all pairs in memory (+ the crops for the image loss), the least-squares map to beat.
     manifest = read_manifest(cfg.data)
-    missing = [s for s in (src_space.name, dst_space.name) if s not in manifest["families"]]
-    if missing:
-        raise InterposerError(
-            f"{cfg.data} has latents of {', '.join(manifest['families'])}, not of {', '.join(missing)}: "
-            f"encode it with --families including {' '.join(missing)}."
-        )
+    require_families(manifest, cfg.data, [src_space.name, dst_space.name])
     src_key, dst_key = latent_key(src_space.name, cfg.factor), dst_space.name
     use_image = cfg.image_weight > 0 or cfg.color_weight > 0
     keys = [src_key, dst_key] + (["rgb"] if use_image else [])
@@ -497,7 +497,9 @@ def train(
     if tensors is None:
         raise InterposerError(f"{cfg.data} holds no training crops (all images skipped or held out?).")
     src, dst = tensors[src_key], tensors[dst_key]
-    holdout = load_split(cfg.data, keys + ([] if use_image or not manifest["settings"]["rgb"] else ["rgb"]), "holdout")
+    # Held-out crops, decoded PSNR included whenever the data has the crops (even without the image loss).
+    has_rgb = bool(manifest["settings"]["rgb"])
+    holdout = load_split(cfg.data, [src_key, dst_key] + (["rgb"] if has_rgb else []), "holdout")
     mconf = model_config(cfg, spec)
     fit = fit_linear_start(src, dst, mconf)
     std_dst = dst.std(dim=(0, 2, 3))
@@ -507,7 +509,7 @@ def train(
         src_px=pixels_per_latent(src_space, cfg.factor), dst_px=pixels_per_latent(dst_space),
         rgb=tensors["rgb"].to(device) if use_image else None,
     )  # fmt: skip
-    decoder = _image_decoder(cfg, manifest, dst_space.name, device) if use_image or "rgb" in (holdout or {}) else None
+    decoder = _image_decoder(cfg, manifest, dst_space.name, device) if use_image or has_rgb else None
     if holdout is not None:
         val_x, val_y = holdout[src_key].to(device), holdout[dst_key].to(device)
         val_rgb = holdout["rgb"].to(device) if "rgb" in holdout else None
@@ -650,12 +652,7 @@ def train(
                 pred = forward(x)
                 loss = cfg.latent_weight * loss_dst(pred, y)
                 if use_image and step % cfg.image_every == 0:
-                    latents, target = image_window(pred, batch[2], cfg, sampler.fd, window_rng)
-                    image, m = decoder(latents), cfg.image_margin
-                    if m and image.shape[-1] > 4 * m:
-                        image, target = image[..., m:-m, m:-m], target[..., m:-m, m:-m]
-                    l1, color = image_terms(image, target, cfg.color_weight)
-                    loss = loss + cfg.image_weight * l1 + cfg.color_weight * color
+                    loss = loss + image_loss(decoder, pred, batch[2], cfg, sampler.fd, window_rng)
                 if cfg.reverse:
                     back = models["reverse"]
                     x_back = back(y)
