@@ -110,3 +110,24 @@ def test_policies_at_a_scale_no_file_has(weights, images, tmp_path):
     mean = report["mean"]
     assert mean[names[0]]["psnr"] == mean[names[1]]["psnr"] != mean[names[2]]["psnr"]
     assert all(row["size"][0] % 56 == 0 for row in report["per_image"])  # 1.75 = 7/4: whole latents both ways
+
+
+@pytest.mark.parametrize(
+    "given, extra, expected",
+    [
+        (["latent-upscaler-lsq_SDv1-x1.5.safetensors", "latent-upscaler-lsq_SDv1-x2.0.safetensors"], [],
+         "Two v1 upscalers given"),
+        (["latent-upscaler-lsq_SDv1-x1.5.safetensors", "latent-upscaler-lsq_SDxl-x2.0.safetensors"], [],
+         "different factors"),
+        (["latent-upscaler-lsq_SDv1-x2.0.safetensors", "latent-upscaler-lsq_SDxl-x2.0.safetensors"], [],
+         "--direction SRC-to-DST"),
+        ([XL_V1.filename("lsq"), XL_V1.filename("lsq")], [], "Give one interposer"),
+        (["latent-upscaler-lsq_SDv1-x2.0.safetensors"], ["--policies", "nearest"], "--policies takes one folder"),
+    ],
+)
+def test_eval_refusals_are_one_line(weights, images, tmp_path, capsys, given, extra, expected):
+    args = ["eval", *(str(weights / g) for g in given), *extra, "--images", str(images), "--out", str(tmp_path),
+            *VAE_ARGS]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err

@@ -463,3 +463,40 @@ def test_ddp_on_two_processes_equals_one_process(data_a, tmp_path, restore_threa
     val_ddp, val_one = ([float(r["val_l1"]) for r in rows if r["val_l1"]] for rows in (rows_ddp, rows_one))
     assert len(val_ddp) == 3 and val_ddp == pytest.approx(val_one, abs=1e-4)  # steps 0, 3 and 6
     assert json.loads((ddp / "summary.json").read_text())["machine"]["processes"] == 2
+
+
+# --------------------------------------------------------------------------- one-line errors of the new paths
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["model=upscaler", "factor=1.5"], "--factors 1.5"),  # the data has 2x pairs only
+        (["model=upscaler", "factor=2", "reverse=true"], "no reverse"),
+        (["model=upscaler", "factor=2", "batch=3", "crop=4"], None),  # any batch splits over one process
+    ],
+)
+def test_training_refusals_are_one_line(data_a, tmp_path, capsys, extra, expected):
+    args = ["train", "--preset", "tiny", "--data", str(data_a), "--out", str(tmp_path / "r"), "--src", "v1",
+            "--dst", "v1", "--set", *extra, *FAST]  # fmt: skip
+    code = main(args)
+    err = capsys.readouterr().err
+    if expected is None:
+        assert code == 0, err
+        return
+    assert code == 1 and err.count("\n") == 1 and err.startswith("error:") and expected in err, err
+
+
+def test_a_global_batch_that_does_not_split_over_the_processes_is_refused():
+    from interposer.errors import InterposerError
+    from training.distributed import World
+
+    assert World(rank=1, size=2).share(8) == slice(4, 8)
+    with pytest.raises(InterposerError, match="batch=5 does not split evenly over 2 processes"):
+        World(rank=0, size=2).share(5)
+
+
+def test_the_same_folder_twice_is_refused(folders, tmp_path, capsys):
+    assert main(["encode", str(folders[0]), str(folders[0]), str(tmp_path / "d"), *COMMON]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "given twice" in err

@@ -166,7 +166,8 @@ def cmd_eval_upscale(args: argparse.Namespace, found: list, manifest: dict | Non
                 raise InterposerError(f"Cannot tell which family the upscaler {given} is for (no metadata).")
             family = get_space(family).name
             if family in models.upscalers:
-                raise InterposerError(f"Two {family} upscalers given ({models.sources[family]} and {given}).")
+                first = models.sources[f"{family} upscaler"]
+                raise InterposerError(f"Two {family} upscalers given ({first} and {given}): evaluate one at a time.")
             models.upscalers[family] = file
             models.sources[f"{family} upscaler"] = given
             factors.add(float(weights.config.factor))
