@@ -202,15 +202,6 @@ def eval_images(
     return chosen
 
 
-def heldout_images(
-    data: str | os.PathLike | None,
-    images: str | os.PathLike | Sequence[str | os.PathLike] | None,
-    allow_train: bool,
-) -> list[Path]:
-    """The files of :func:`eval_images`, for callers that need no folder labels."""
-    return [image.path for image in eval_images(data, images, allow_train)]
-
-
 def _panels(
     image: torch.Tensor, dirn: Direction, src: VAE, dst: VAE, converter: Converter, weights_path: Path, linear
 ) -> dict[str, torch.Tensor | None]:

@@ -40,7 +40,7 @@ from interposer.spaces import LatentSpace, get_space
 from interposer.weights import WeightsQuery
 
 from .encode import downscale
-from .evaluate import shrink_panels, ssim, stack_rows
+from .evaluate import colour_error, shrink_panels, ssim, stack_rows
 from .vaes import VAE
 
 log = logging.getLogger(__name__)
@@ -101,11 +101,6 @@ def hires_multiple(factor: float) -> int:
     """Pixel multiple of the hires image so that hires and first-pass sizes are whole latents
     (16 for 2x, 24 for 1.5x, 40 for 1.25x)."""
     return 8 * Fraction(factor).limit_denominator(100).numerator
-
-
-def color_error(image: torch.Tensor, reference: torch.Tensor) -> float:
-    """Mean absolute difference of the per-channel RGB means, in 0-255 units (a colour cast)."""
-    return float((image.float().clamp(0, 1).mean(dim=(2, 3)) - reference.float().mean(dim=(2, 3))).abs().mean() * 255)
 
 
 def _lanczos(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -205,7 +200,7 @@ def evaluate_upscale(
         for name in names:
             p = panels[name]
             row[name] = {"psnr": round(psnr(p, hires), 3), "ssim": round(ssim(p, hires), 4),
-                         "color": round(color_error(p, hires), 2)}  # fmt: skip
+                         "color": round(colour_error(p, hires), 2)}  # fmt: skip
         rows.append(row)
         grid.append((row, [("original", hires)] + [(f"{n}: {row[n]['psnr']:.1f} dB", panels[n]) for n in names]))
     if not rows:
