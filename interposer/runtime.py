@@ -27,13 +27,13 @@ from torch import nn
 
 from .directions import Direction
 from .directions import direction as parse_direction
-from .errors import InvalidLatentsError, UnsupportedPrecisionError
+from .errors import InvalidLatentsError, UnsupportedPrecisionError, WeightsNotFoundError
 from .kinds import KINDS
 from .spaces import LatentSpace, get_space
 from .upscale_plan import DEFAULT_POLICY, UpscalePlan, plan_upscale
 from .upscalers import PUBLISHED_FACTORS, PUBLISHED_SPACES
 from .upscalers import upscaler as parse_upscaler
-from .weights import LoadedWeights, Spec, WeightsQuery, find_local, resolve_and_load
+from .weights import LoadedWeights, Spec, WeightsQuery, find_local, missing_weights_error, resolve_and_load
 
 log = logging.getLogger(__name__)
 
@@ -213,13 +213,15 @@ class ConversionReport:
     fell_back_to_fp32: bool = False
     load_ms: float = 0.0
     kind: str = "interposer"
+    note: str = ""  # e.g. which preferred upscaler files were missing and what was used instead
 
     def __str__(self) -> str:
         fallback = " (fp16 overflow: recomputed in fp32)" if self.fell_back_to_fp32 else ""
         loading = f" (+{self.load_ms:.0f} ms loading the model, once)" if self.load_ms else ""
+        note = f" ({self.note})" if self.note else ""
         return (
             f"{self.direction} {tuple(self.shape)} -> {tuple(self.out_shape)} on {self.device}, "
-            f"{self.precision}{fallback}, weights {self.version}, {self.milliseconds:.1f} ms{loading}"
+            f"{self.precision}{fallback}, weights {self.version}, {self.milliseconds:.1f} ms{loading}{note}"
         )
 
 
@@ -316,7 +318,7 @@ class Converter:
         y_raw, steps, plan = self._upscale_raw(x_raw, space, size, latents)
         result = self._from_raw(y_raw, space, scaled, latents)
         name = _plan_label(space, plan)
-        return result, self._report(name, latents, result, device, steps, started, "upscaler")
+        return result, self._report(name, latents, result, device, steps, started, "upscaler", plan.note)
 
     def run_convert_upscale(
         self,
@@ -354,10 +356,12 @@ class Converter:
             result, second = self.run(upscaled, Direction(src, dst), scaled=scaled)
         return result, [first, second]
 
+    def _one_network_factor(self, size_in: tuple[int, int], size: tuple[int, int]) -> float:
+        ratio = size[0] / size_in[0]
+        return min(self.upscale_factors, key=lambda f: abs(math.log(f / ratio)))
+
     def _run_one_network(self, latents, src, dst, size, scaled) -> tuple[torch.Tensor, list[ConversionReport]]:
-        ratio = size[0] / latents.shape[-2]
-        factor = min(self.upscale_factors, key=lambda f: abs(math.log(f / ratio)))
-        dirn = Direction(src, dst, factor)
+        dirn = Direction(src, dst, self._one_network_factor(tuple(latents.shape[-2:]), size))
         started = time.perf_counter()
         device = pick_device(self.device, latents)
         y_raw, step = self._run_spec(dirn, self._to_raw(latents, src, scaled, device), latents)
@@ -365,12 +369,72 @@ class Converter:
         result = self._from_raw(y_raw, dst, scaled, latents)
         return result, [self._report(dirn.name, latents, result, device, [step], started, "interposer")]
 
+    # ------------------------------------------------------------------ what a run will need
+
+    def upscale_plan(self, space: str | LatentSpace, size_in: tuple[int, int], size: tuple[int, int]) -> UpscalePlan:
+        """The learned steps that take ``size_in`` to ``size``, over the upscaler files that can be had.
+
+        The policy's chain over every factor comes first. When some of its files are missing (not local, not
+        cached, not downloadable), the plan is made again over the factors whose files are there, and says so
+        in its ``note`` (the console line); only when no factor's file can be had does it raise, naming every
+        missing file of the preferred chain at once."""
+        space = get_space(space)
+        preferred = plan_upscale(size_in, size, self.upscale_factors, self.upscale_policy)
+        missing = self.missing([parse_upscaler(space, f) for f in dict.fromkeys(preferred.factors)])
+        if not missing:
+            return preferred
+        lacking = {spec.factor for spec, _ in missing}
+        present = [f for f in self.upscale_factors if f not in lacking and not self.missing([parse_upscaler(space, f)])]
+        if not present:
+            raise missing_weights_error(missing, self.weights)
+        plan = plan_upscale(size_in, size, tuple(present), self.upscale_policy)
+        names = ", ".join(f"x{f!r}" for f in sorted(lacking))
+        return replace(plan, note=f"{names} not found: planned with the {space.name} upscalers that are there")
+
+    def missing(self, specs) -> list[tuple[Spec, WeightsNotFoundError]]:
+        """The specs whose files cannot be had (with why), after trying each once: found, cached or downloaded
+        files are loaded into the cache, so the run that follows does not look again."""
+        out = []
+        for spec in specs:
+            try:
+                self.cache.weights(spec, self.weights)
+            except WeightsNotFoundError as exc:
+                out.append((spec, exc))
+        return out
+
+    def prepare(self, dirn: Direction) -> None:
+        """Load (or fetch) the interposer for ``dirn`` now, so a missing file is reported before sampling."""
+        missing = self.missing([dirn])
+        if missing:
+            raise missing_weights_error(missing, self.weights)
+
+    def prepare_upscale(self, space: str | LatentSpace, size_in: tuple[int, int], size: tuple[int, int]) -> None:
+        """Everything :meth:`run_upscale` from ``size_in`` to ``size`` will need (raises naming every missing file)."""
+        self.upscale_plan(space, size_in, size)
+
+    def prepare_convert_upscale(
+        self, src: str | LatentSpace, dst: str | LatentSpace, size_in: tuple[int, int], size: tuple[int, int],
+        order: str = DEFAULT_ORDER,
+    ) -> None:  # fmt: skip
+        """Everything :meth:`run_convert_upscale` will need; every missing file of it is named in one error."""
+        src, dst = get_space(src), get_space(dst)
+        order = _available_order(order, src, dst)
+        if order == "one-network":
+            return self.prepare(Direction(src, dst, self._one_network_factor(size_in, size)))
+        missing = self.missing([Direction(src, dst)])
+        try:
+            self.upscale_plan(dst if order == "convert-first" else src, size_in, size)
+        except WeightsNotFoundError as exc:
+            missing.extend(getattr(exc, "missing", ()) or [(None, exc)])
+        if missing:
+            raise missing_weights_error(missing, self.weights)
+
     # ------------------------------------------------------------------ shared machinery
 
     def _upscale_raw(
         self, x_raw: torch.Tensor, space: LatentSpace, size: tuple[int, int], latents: torch.Tensor
     ) -> tuple[torch.Tensor, list[_Step], UpscalePlan]:
-        plan = plan_upscale(tuple(x_raw.shape[-2:]), size, self.upscale_factors, self.upscale_policy)
+        plan = self.upscale_plan(space, tuple(x_raw.shape[-2:]), size)
         steps = []
         y = x_raw
         for factor in plan.factors:
@@ -416,7 +480,7 @@ class Converter:
         y_all = torch.cat(out_chunks) if len(out_chunks) > 1 else out_chunks[0]
         return y_all, _Step(weights, dtype, fell_back, load_ms)
 
-    def _report(self, name, latents, result, device, steps: list[_Step], started: float, kind: str):
+    def _report(self, name, latents, result, device, steps: list[_Step], started: float, kind: str, note: str = ""):
         load_ms = sum(s.load_ms for s in steps)
         versions = list(dict.fromkeys(s.weights.version for s in steps)) or ["-"]
         dtype = steps[0].dtype if steps else pick_dtype(self.precision, device)
@@ -431,6 +495,7 @@ class Converter:
             fell_back_to_fp32=any(s.fell_back for s in steps),
             load_ms=load_ms,
             kind=kind,
+            note=note,
         )
 
     def _warn_once(self, spec: Spec, device: torch.device, dtype: torch.dtype) -> None:

@@ -38,6 +38,7 @@ class UpscalePlan:
     size_out: tuple[int, int]
     factors: tuple[float, ...]
     chained: tuple[int, int]
+    note: str = ""  # why this is not the policy's first choice (files missing), for the console line
 
     @property
     def resize(self) -> str | None:

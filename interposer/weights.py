@@ -318,3 +318,19 @@ def save_weights(
         meta.update(kind_of(direction).spec_metadata(direction))
     meta.update(metadata or {})
     return save_safetensors(Path(path), state_dict, meta)
+
+
+def missing_weights_error(
+    missing: Sequence[tuple[Spec | None, Exception]], query: WeightsQuery
+) -> WeightsNotFoundError:
+    """One error that names every file a run lacks (a chained upscale, or an interposer and an upscaler), so
+    the user fetches them all at once instead of meeting them one per attempt. ``missing`` holds each spec with
+    the error its lookup raised; the specs travel on the error as ``.missing``."""
+    if len(missing) == 1:
+        error = WeightsNotFoundError(str(missing[0][1]))
+    else:
+        files = [spec.filename(query.version_for(spec)) for spec, _ in missing if spec is not None]
+        details = " ".join(f"({number}) {exc}" for number, (_, exc) in enumerate(missing, 1))
+        error = WeightsNotFoundError(f"{len(missing)} weights files are missing: {', '.join(files)}. {details}")
+    error.missing = list(missing)
+    return error

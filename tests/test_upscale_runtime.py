@@ -129,6 +129,38 @@ def test_missing_upscaler_names_file_folder_and_url(tmp_path):
     assert "https://huggingface.co/city96/SD-Latent-Upscaler/resolve/main/latent-upscaler-v2.1_SDv1-x2.0" in message
 
 
+def test_a_chain_names_every_missing_file_at_once(tmp_path):
+    """1.75x prefers x1.5 then x1.25 (1.875x, then down): with neither file there, one error names both."""
+    converter = _converter(tmp_path / "empty")
+    with pytest.raises(WeightsNotFoundError) as info:
+        converter.upscale(torch.randn(1, 4, 16, 16), "xl", size=(28, 28))
+    message = str(info.value)
+    assert "latent-upscaler-v2.1_SDxl-x1.5.safetensors" in message
+    assert "latent-upscaler-v2.1_SDxl-x1.25.safetensors" in message
+    assert [spec.factor for spec, _ in info.value.missing] == [1.5, 1.25]
+
+
+def test_a_chain_is_planned_over_the_files_that_are_there_and_says_so(tmp_path):
+    """Only the x2.0 file is there: 1.75x runs x2.0 and a downscale instead of failing on x1.5."""
+    folder = _folder(tmp_path, "latent-upscaler-v2.1_SDxl-x2.0_random")
+    converter = _converter(folder)
+    out, report = converter.run_upscale(torch.randn(1, 4, 16, 16) * 0.13, "xl", size=(28, 28))
+    assert out.shape == (1, 4, 28, 28)
+    assert report.direction == "xl x2.0+resize"
+    assert report.note == "x1.25, x1.5 not found: planned with the xl upscalers that are there"
+    assert "(x1.25, x1.5 not found: planned with the xl upscalers that are there)" in str(report)
+    converter.prepare_upscale("xl", (16, 16), (28, 28))  # the same plan: nothing raised
+
+
+def test_prepare_convert_upscale_names_the_interposer_and_the_upscalers_together(tmp_path):
+    converter = _converter(tmp_path / "empty")
+    with pytest.raises(WeightsNotFoundError) as info:
+        converter.prepare_convert_upscale("xl", "v1", (16, 16), (32, 32))
+    message = str(info.value)
+    assert "2 weights files are missing" in message
+    assert "xl-to-v1_interposer-v4.0.safetensors" in message and "latent-upscaler-v2.1_SDv1-x2.0" in message
+
+
 def test_wrong_files_are_refused_with_a_reason(tmp_path):
     case = "latent-upscaler-v2.1_SDxl-x2.0_random"
     named = _folder(tmp_path, case) / upscaler("xl", 2.0).filename()
