@@ -1,31 +1,36 @@
-"""AUTOMATIC1111 WebUI entry point of the Latent Interposer (a thin adapter over ``interposer``).
+"""WebUI entry point of the Latent Interposer (a thin adapter over ``interposer.webui``).
 
-* "Latent Interposer" in the txt2img *Script* dropdown converts the first pass's latents into
-  the hires checkpoint's latent space (SDXL -> SD1.5 and back, SD3 too) right before the hires pass,
-  and the sampler's state at a refiner switch to another family.
-* "Latent Interposer (automatic)" is an always-visible companion without UI, in txt2img and img2img:
-  it does the same when Settings > Latent Interposer > "Apply automatically" is on, or when an X/Y/Z
-  plot axis asks for it, so it also works in X/Y/Z plots, API calls that select no script, and the
-  img2img refiner (img2img has no hires fix, so the dropdown script stays in txt2img).
+Runs in AUTOMATIC1111 1.10 and in the Forges (Forge Neo, lllyasviel's Forge); ``detect_webui`` picks the
+adapter by feature checks. This file only wires the webui's hooks to the decision layer:
 
-All decisions live in ``interposer.a1111``; this file only wires them to the webui.
+* "Latent Interposer" in the txt2img *Script* dropdown converts the first pass's latents into the hires
+  checkpoint's latent space (SDXL <-> SD1.5, SD3, and FLUX.1-family first passes on the Forges) right before the
+  hires pass, and the sampler's state at a refiner switch to another family.
+* "Latent Interposer (automatic)" is an always-visible companion without UI, in txt2img and img2img: it does
+  the same when Settings > Latent Interposer > "Apply automatically" is on (the default), or when an X/Y/Z
+  plot axis asks for it, so it also works in X/Y/Z plots, API calls that select no script, and the img2img
+  refiner; when it is off it still says, once per generation, when latents cross families unconverted.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import gradio as gr
 from modules import paths, processing, script_callbacks, scripts, sd_samplers_cfg_denoiser, sd_samplers_common, shared
 
 try:
-    from interposer.a1111 import options as li_options
-    from interposer.a1111.generation import Generation, clear_infotext, uses_learned_upscale
-    from interposer.a1111.refiner import RefinerHook
     from interposer.directions import direction as parse_direction
     from interposer.runtime import Converter
+    from interposer.webui import options as li_options
+    from interposer.webui.adapter import detect_webui
+    from interposer.webui.api_options import extend_options_model
+    from interposer.webui.generation import Generation, clear_infotext
+    from interposer.webui.refiner import RefinerHook
     from interposer.weights import WeightsQuery, find_local
 
+    WEBUI = detect_webui()
     IMPORT_ERROR = None
 except Exception as exc:  # a broken install must not take the webui down with it
     IMPORT_ERROR = (
@@ -67,7 +72,7 @@ def _attach(p, owner: str, **ui_values) -> Generation:
     def resolve_options():
         return _generation_options(**ui_values)
 
-    generation = Generation(p, resolve_options, _converter, vae_override=_vae_override, option=_option)
+    generation = Generation(p, WEBUI, resolve_options, _converter, vae_override=_vae_override, option=_option)
     generation.owner = owner
     return generation.attach()
 
@@ -76,11 +81,12 @@ def _status_html() -> str:
     if IMPORT_ERROR:
         return f"<p style='color: var(--error-text-color, #c00)'>{IMPORT_ERROR}</p>"
     options = _generation_options()
-    found = [name for name in ("xl-to-v1", "v1-to-xl") if find_local(parse_direction(name), [options.weights_dir])]
-    missing = [name for name in ("xl-to-v1", "v1-to-xl") if name not in found]
+    names = ("xl-to-v1", "v1-to-xl")
+    found = [name for name in names if find_local(parse_direction(name), [options.weights_dir])]
+    missing = [name for name in names if name not in found]
     where = f"<code>{options.weights_dir}</code>"
     if not missing:
-        return f"<p>Weights for xl-to-v1 and v1-to-xl are in {where}.</p>"
+        return f"<p>Weights for {' and '.join(names)} are in {where}.</p>"
     then = "downloaded on first use" if options.allow_download else "needed (automatic download is off in Settings)"
     return f"<p>Weights for {', '.join(missing)} are not in {where} yet: they will be {then}.</p>"
 
@@ -135,15 +141,27 @@ def on_before_ui() -> None:
 def register_upscale_mode() -> None:
     """The hires *Upscaler* entry ``Latent (NN)``: in the dropdown, ``/sdapi/v1/latent-upscale-modes``, X/Y/Z.
 
-    The webui builds those lists from ``shared.latent_upscale_modes`` after scripts are loaded. Without the
+    The webui builds those lists from ``shared.latent_upscale_modes`` after scripts are loaded; Forge Neo 2.x
+    ships that dict empty (no ``Latent`` modes at all), so nothing else may be assumed in it. Without the
     package (IMPORT_ERROR) the entry is not offered: it would silently be bilinear."""
     if not IMPORT_ERROR:
+        if getattr(shared, "latent_upscale_modes", None) is None:
+            shared.latent_upscale_modes = {}
         mode = dict(li_options.LEARNED_UPSCALE_SETTINGS)
         shared.latent_upscale_modes.setdefault(li_options.LEARNED_UPSCALE_MODE, mode)
 
 
+def register_api_options() -> None:
+    """``GET /sdapi/v1/options`` answers through a model of every option, built when ``modules.api.models`` is
+    first imported. Forge Neo imports it (its built-in ControlNet does) before extensions register settings,
+    so the extension's settings would be missing from the reply; they are added to that model here."""
+    if not IMPORT_ERROR:
+        extend_options_model(sys.modules.get("modules.api.models"), shared.opts, li_options.SETTINGS)
+
+
 register_settings()
 register_upscale_mode()
+register_api_options()
 script_callbacks.on_ui_settings(register_settings, name="latent_interposer")
 script_callbacks.on_before_ui(on_before_ui, name="latent_interposer")
 
@@ -201,10 +219,9 @@ class LatentInterposerScript(scripts.Script):
         if IMPORT_ERROR:
             raise RuntimeError(IMPORT_ERROR)
         p.extra_generation_params["Script"] = self.title()
-        if not enabled:
-            return processing.process_images(p)
-        generation = _attach(p, "script", direction=direction, precision=precision, refiner_strategy=refiner_strategy,
-                             selected=True)  # fmt: skip
+        # Unticked: attached all the same, converting nothing, so Apply automatically does not convert either.
+        generation = _attach(p, "script", enabled=bool(enabled), direction=direction, precision=precision,
+                             refiner_strategy=refiner_strategy, selected=True)  # fmt: skip
         try:
             return processing.process_images(p)
         finally:
@@ -232,7 +249,8 @@ def _pasted(params: dict, field: str):
         return None
     if field == "direction":
         return parsed["direction"] if parsed["explicit"] else li_options.AUTO
-    return parsed["precision"]
+    # "Auto" wrote what it picked on that machine (fp32 on a CPU): only a hand-chosen precision is restored.
+    return parsed["precision"] if parsed["precision_explicit"] and parsed["precision"] else li_options.FROM_SETTINGS
 
 
 class LatentInterposerAutomatic(scripts.Script):
@@ -254,10 +272,9 @@ class LatentInterposerAutomatic(scripts.Script):
         if Generation.of(p) is not None:  # the dropdown script is running this generation
             return
         mode = getattr(p, XYZ_ATTRIBUTE, None)
-        convert = not (mode == "Off" or (mode is None and not _option("latent_interposer_auto_apply", False)))
-        if not convert and not uses_learned_upscale(p):
-            return
-        # Latent (NN) is the user's hires upscaler choice: it runs whether or not the interposer converts.
+        convert = not (mode == "Off" or (mode is None and not _option("latent_interposer_auto_apply", True)))
+        # Attached also when not converting: Latent (NN) is the user's hires upscaler choice and runs anyway, a
+        # crossing left unconverted is said once, and the Forges' cond caches are kept valid across switches.
         direction = mode if mode in li_options.WEBUI_DIRECTIONS else li_options.FROM_SETTINGS
         _attach(p, "automatic", direction=direction, enabled=convert)
 

@@ -148,7 +148,7 @@ def test_a_failing_pip_does_not_stop_the_webui(tmp_path, monkeypatch, capsys):
 
 @pytest.fixture
 def broken_package(monkeypatch):
-    monkeypatch.setitem(sys.modules, "interposer.a1111", None)  # "import interposer.a1111" now fails
+    monkeypatch.setitem(sys.modules, "interposer.webui", None)  # "import interposer.webui" now fails
 
 
 def test_script_loads_and_explains_when_its_package_is_broken(broken_package, monkeypatch):

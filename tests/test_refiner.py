@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from conftest import photo
 from webui_env import SIZE, add_checkpoint, boot
 
-from interposer.a1111 import refiner as refiner_module
-from interposer.a1111.generation import ATTRIBUTE
 from interposer.images import psnr
+from interposer.webui import refiner as refiner_module
+from interposer.webui.generation import ATTRIBUTE
+from interposer.webui.samplers import A1111_SAMPLERS
 
 TITLE = "Latent Interposer"
 # The hires pass's switch (img2img inside hires fix) per kind of sampler: one-call, two-call, timesteps; every
@@ -92,7 +93,7 @@ def test_the_list_is_the_webuis():
     from modules import sd_samplers
 
     assert [s.name for s in sd_samplers.all_samplers] == WEBUI_SAMPLERS
-    assert sorted(refiner_module.SAMPLERS) == sorted(WEBUI_SAMPLERS)
+    assert sorted(A1111_SAMPLERS.samplers) == sorted(WEBUI_SAMPLERS)
 
 
 @pytest.mark.parametrize("sampler", WEBUI_SAMPLERS)
@@ -541,7 +542,7 @@ def _header_file(folder, name, tensors):
 
 def test_checkpoint_kinds_from_real_key_names_and_shapes(tmp_path):
     """Key names and UNet input shapes as the published checkpoints have them (other tensors left out)."""
-    from interposer.a1111.families import checkpoint_kind
+    from interposer.webui.families import checkpoint_kind
 
     clip_l = "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight"
     unet_in = "model.diffusion_model.input_blocks.0.0.weight"
@@ -564,7 +565,7 @@ def test_checkpoint_kinds_from_real_key_names_and_shapes(tmp_path):
     }  # fmt: skip
     for name, (tensors, expected) in cases.items():
         kind = checkpoint_kind(_header_file(tmp_path, name, tensors))
-        assert (None if kind is None else (kind.family.name, kind.image_conditioned)) == expected, name
+        assert (None if kind is None else (kind.family.key, kind.image_conditioned)) == expected, name
     pickle = tmp_path / "sd15.ckpt"
     pickle.write_bytes(b"PK\x03\x04 a zip of pickles")
     broken = tmp_path / "broken.safetensors"

@@ -7,8 +7,8 @@ import torch
 from conftest import photo
 from webui_env import SIZE, boot
 
-from interposer.a1111 import options as li_options
-from interposer.a1111.generation import ATTRIBUTE
+from interposer.webui import options as li_options
+from interposer.webui.generation import ATTRIBUTE
 
 TITLE = "Latent Interposer"
 
@@ -37,11 +37,12 @@ def test_infotext_is_written_and_pasting_restores_the_script(webui):
 
     processed = webui.generate(TITLE, values=[True, "Auto", "fp32", "From settings"])
     text = processed.infotexts[0]
-    assert 'Latent interposer: "xl-to-v1, linear-fit, fp32"' in text
+    assert 'Latent interposer: "xl-to-v1, linear-fit, fp32, explicit precision"' in text
     assert "Script: Latent Interposer" in text
     params = parse_generation_parameters(text)
     assert li_options.parse_infotext(params["Latent interposer"]) == {
-        "direction": "xl-to-v1", "version": "linear-fit", "precision": "fp32", "explicit": False, "strategy": None,
+        "direction": "xl-to-v1", "version": "linear-fit", "precision": "fp32", "explicit": False,
+        "precision_explicit": True, "strategy": None,
     }  # fmt: skip
     updates = apply_paste(webui.runner.infotext_fields, params)
     by_label = {component.label: value for component, value in updates.items()}
@@ -49,6 +50,19 @@ def test_infotext_is_written_and_pasting_restores_the_script(webui):
     assert by_label["Enable Latent Interposer"] is True
     assert by_label["Interposer direction"] == "Auto"
     assert by_label["Interposer precision"] == "fp32"
+
+
+def test_pasting_an_auto_precision_restores_from_settings(webui):
+    """Auto wrote what it picked on that machine (fp32 on this CPU): pasting must not pin a GPU to fp32."""
+    from modules.infotext_utils import apply_paste, parse_generation_parameters
+
+    processed = webui.generate(TITLE)  # precision "From settings" -> Auto -> fp32 on the CPU
+    text = processed.infotexts[0]
+    assert 'Latent interposer: "xl-to-v1, linear-fit, fp32"' in text and "explicit precision" not in text
+    params = parse_generation_parameters(text)
+    updates = {c.label: v for c, v in apply_paste(webui.runner.infotext_fields, params).items()}
+    assert updates["Interposer precision"] == "From settings"
+    assert updates["Enable Latent Interposer"] is True
 
 
 def test_explicit_direction_round_trips_through_the_infotext(webui):
@@ -156,7 +170,7 @@ def test_settings_are_registered_in_their_section_with_defaults(webui):
         "latent_interposer_device": "Auto",
         "latent_interposer_weights_dir": "",
         "latent_interposer_allow_download": True,
-        "latent_interposer_auto_apply": False,
+        "latent_interposer_auto_apply": True,
         "latent_interposer_warn_vae_override": True,
         "latent_interposer_refiner_strategy": "Noise-preserving",
         "latent_interposer_refiner_noise_boost": 0.0,
@@ -230,6 +244,32 @@ def test_automatic_mode_without_selecting_the_script(webui):
     assert "Script:" not in processed.infotexts[0]
     assert webui.hires_psnr() > 15
     assert ATTRIBUTE not in vars(webui.last_p)
+
+
+def test_crossing_families_unconverted_is_never_silent(webui):
+    """Apply automatically off and no script (e.g. after pasting another image's parameters): the SD1.5 hires
+    pass gets SDXL latents, and the console says so once per generation, with the fix."""
+    webui.generate(None, batch_size=1, n_iter=2)
+    said = [line for line in webui.console if "the interposer is off" in line]
+    assert len(said) == 1
+    assert "from Stable Diffusion XL to Stable Diffusion 1.x / 2.x" in said[0] and "Apply automatically" in said[0]
+    assert "Latent interposer" not in webui.last_p.extra_generation_params
+    webui.console.clear()
+    webui.generate(None, hr_checkpoint_name="Use same checkpoint")
+    assert not any("Latent Interposer" in line for line in webui.console)  # nothing crossed: nothing said
+
+
+def test_apply_automatically_is_on_by_default_and_quiet_when_nothing_crosses(webui):
+    from modules import shared
+
+    shared.opts.data["latent_interposer_auto_apply"] = shared.opts.data_labels["latent_interposer_auto_apply"].default
+    processed = webui.generate(None)
+    assert 'Latent interposer: "xl-to-v1' in processed.infotexts[0]
+    assert webui.hires_psnr() > 15
+    webui.console.clear()
+    webui.generate(None, hr_checkpoint_name="Use same checkpoint")
+    webui.generate(None, hr_upscaler="Lanczos", hr_checkpoint_name="Use same checkpoint")
+    assert not any("Latent Interposer" in line for line in webui.console)
 
 
 def test_api_script_name_and_script_args(webui):

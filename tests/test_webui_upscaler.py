@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from conftest import photo
 from webui_env import SIZE, boot
 
-from interposer.a1111 import options as li_options
-from interposer.a1111.generation import ATTRIBUTE
 from interposer.runtime import Converter, ModelCache
+from interposer.webui import options as li_options
+from interposer.webui.generation import ATTRIBUTE
 from interposer.weights import WeightsQuery
 
 TITLE = "Latent Interposer"
@@ -155,6 +155,44 @@ def test_missing_upscaler_weights_stop_the_generation_with_file_folder_and_url(w
     assert "latent-upscaler-v2.1_SDv1-x1.5.safetensors" in message and str(linear_weights[0]) in message
     assert "https://huggingface.co/city96/SD-Latent-Upscaler/resolve/main/latent-upscaler-v2.1_SDv1-x1.5" in message
     assert not webui.hires_inputs  # never a bilinear or unconverted hires pass instead
+
+
+def test_missing_upscaler_is_found_before_the_first_pass_in_one_line(webui, first_pass, linear_weights):
+    """The real webui needed the whole first pass and the SD1.5 load (32.8 s on a CPU) to find this out; the
+    extension's own line comes first, and the exception carries no chain of causes for the webui to print."""
+    from modules import shared
+
+    shared.opts.data["latent_interposer_weights_dir"] = str(linear_weights[0])  # interposers only
+    with pytest.raises(Exception) as info:
+        webui.generate(TITLE, hr_upscaler=NN)
+    assert not first_pass and shared.sd_model.apply_calls == 0  # no sampling at all
+    assert shared.sd_model.sd_checkpoint_info.short_title == "sdxl_base"  # the hires checkpoint never loaded
+    said = [line for line in webui.console if "latent-upscaler-v2.1_SDv1-x1.5.safetensors" in line]
+    assert len(said) == 1 and said[0] == "Latent Interposer: " + str(info.value).removeprefix("Latent Interposer: ")
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_a_chained_scale_uses_the_files_that_are_there(webui, tmp_path, linear_weights, linear_upscalers):
+    """1.75x prefers x1.5 + x1.25; with only the x2.0 file there it runs x2.0 and a downscale, and says so."""
+    import shutil
+
+    from modules import shared
+
+    folder = tmp_path / "only-x2"
+    shutil.copytree(linear_weights[0], folder)
+    shutil.copyfile(linear_upscalers / "latent-upscaler-v2.1_SDxl-x2.0.safetensors",
+                    folder / "latent-upscaler-v2.1_SDxl-x2.0.safetensors")  # fmt: skip
+    shared.opts.data["latent_interposer_weights_dir"] = str(folder)
+    webui.generate(None, hr_upscaler=NN, hr_checkpoint_name="Use same checkpoint", hr_scale=1.75)
+    assert tuple(webui.hires_inputs[-1].x.shape[-2:]) == (int(SIZE * 1.75) // 8,) * 2
+    lines = [line for line in webui.console if "hires upscale: xl x2.0+resize" in line]
+    assert len(lines) == 1 and "(x1.25, x1.5 not found: planned with the xl upscalers that are there)" in lines[0]
+    (folder / "latent-upscaler-v2.1_SDxl-x2.0.safetensors").unlink()
+    with pytest.raises(Exception) as info:
+        webui.generate(None, hr_upscaler=NN, hr_checkpoint_name="Use same checkpoint", hr_scale=1.75)
+    message = str(info.value)  # both files of the preferred chain, in one message
+    assert "latent-upscaler-v2.1_SDxl-x1.5.safetensors" in message
+    assert "latent-upscaler-v2.1_SDxl-x1.25.safetensors" in message
 
 
 @pytest.fixture

@@ -150,6 +150,9 @@ def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Pat
     script_callbacks.ui_settings_callback()
     shared.opts.data["latent_interposer_weights_dir"] = str(weights_dir)
     shared.opts.data["latent_interposer_allow_download"] = False
+    # The tests compare the script against the plain webui: "Apply automatically" (on by default) is turned on
+    # by the tests that are about it (test_webui_script.py checks the default itself).
+    shared.opts.data["latent_interposer_auto_apply"] = False
     DEFAULT_CACHE.clear()
 
     webui = Webui(photo=photo, vaes=tiny_vaes, runner=runner, runner_img2img=runner_img2img)

@@ -1,4 +1,4 @@
-"""Settings and UI choices of the webui extension, as plain data.
+"""Settings and UI choices of the webui extension, as plain data (the same on every webui).
 
 The script registers these with ``shared.opts.add_option`` (section "Latent Interposer",
 category ``sd``), the tooltips in ``javascript/latent_interposer.js`` are keyed by the same
@@ -28,8 +28,10 @@ UPSCALER_INFOTEXT_KEY = "Latent upscaler"
 LEARNED_UPSCALE_MODE = "Latent (NN)"
 LEARNED_UPSCALE_SETTINGS = {"mode": "bilinear", "antialias": False}
 
-# Families the webui can load (SD1.x/2.x, SDXL, SD3): directions between them that have weights.
-WEBUI_DIRECTIONS = tuple(f"{s}-to-{d}" for s, d in PUBLISHED if s in ("v1", "xl", "v3") and d in ("v1", "xl", "v3"))
+# Families the webuis load (SD1.x/2.x, SDXL, SD3; on the Forges also the FLUX.1 family: FLUX.1, Chroma, Z-Image,
+# Lumina 2): directions between them that have weights. FLUX.1 is a source only (no published *-to-fx).
+WEBUI_FAMILIES = ("v1", "xl", "v3", "fx")
+WEBUI_DIRECTIONS = tuple(f"{s}-to-{d}" for s, d in PUBLISHED if s in WEBUI_FAMILIES and d in WEBUI_FAMILIES)
 AUTO = "Auto"
 FROM_SETTINGS = "From settings"
 PRECISION_CHOICES = ("Auto", "fp32", "fp16", "bf16")
@@ -59,9 +61,9 @@ SETTINGS: tuple[Setting, ...] = (
             "empty: models/LatentInterposer; files as NAME or v4.0/NAME"),
     Setting("latent_interposer_allow_download", True, "Download missing weights from the Hugging Face hub",
             "checkbox"),
-    Setting("latent_interposer_auto_apply", False,
+    Setting("latent_interposer_auto_apply", True,
             "Apply automatically whenever hires fix or the refiner crosses model families", "checkbox", (),
-            "also without selecting the script: X/Y/Z plot, API"),
+            "also without selecting the script: X/Y/Z plot, API; off: only with the script"),
     Setting("latent_interposer_warn_vae_override", True,
             "Warn when a global SD VAE override is forced onto the other family", "checkbox"),
     Setting("latent_interposer_refiner_strategy", REFINER_STRATEGIES[0], "Refiner switch strategy", "radio",
@@ -86,6 +88,7 @@ class GenerationOptions:
     refiner_strategy: str
     noise_boost: float
     selected: bool  # chosen in the Script dropdown (infotext "Script")
+    precision_explicit: bool = False  # chosen in the script, not "From settings" (the infotext says so)
 
 
 def resolve(
@@ -128,13 +131,24 @@ def resolve(
         refiner_strategy=strategy,
         noise_boost=max(0.0, float(setting("latent_interposer_refiner_noise_boost") or 0.0)),
         selected=selected,
+        precision_explicit=precision not in (FROM_SETTINGS, None),
     )
 
 
-def format_infotext(direction: str, version: str, precision: str, explicit: bool, strategy: str | None = None) -> str:
-    """``xl-to-v1, v4.0, fp16`` (plus ``explicit`` when the direction was chosen by hand, and the refiner
-    strategy for a refiner switch)."""
-    extra = (["explicit"] if explicit else []) + ([strategy_tag(strategy)] if strategy else [])
+EXPLICIT_PRECISION = "explicit precision"
+
+
+def format_infotext(
+    direction: str, version: str, precision: str, explicit: bool, strategy: str | None = None,
+    explicit_precision: bool = False,
+) -> str:  # fmt: skip
+    """``xl-to-v1, v4.0, fp16`` (plus ``explicit`` when the direction was chosen by hand, ``explicit precision``
+    when the precision was, and the refiner strategy for a refiner switch).
+
+    The precision is always written (what ran), but pasted back only when it was chosen by hand: "Auto" picks
+    fp32 on a CPU and fp16 on a GPU, so restoring the fp32 of a CPU-made image would pin a GPU to fp32."""
+    extra = (["explicit"] if explicit else []) + ([EXPLICIT_PRECISION] if explicit_precision else [])
+    extra += [strategy_tag(strategy)] if strategy else []
     return ", ".join([direction, version, precision, *extra])
 
 
@@ -162,5 +176,6 @@ def parse_infotext(value: str | None) -> dict[str, Any] | None:
         "version": parts[1] if len(parts) > 1 else None,
         "precision": precision,
         "explicit": "explicit" in parts[3:],
+        "precision_explicit": EXPLICIT_PRECISION in parts[3:],
         "strategy": next((tags[part] for part in parts[3:] if part in tags), None),
     }

@@ -1,13 +1,18 @@
-"""Per-generation hooks: convert the latents where the webui hands them to another family.
+"""Per-generation hooks: convert the latents where a webui hands them to a model of another family.
 
-A1111's txt2img ``sample()`` runs the first pass, reloads the hires checkpoint, then calls
-``self.sample_hr_pass(samples, ...)`` with the first pass's latents, undecoded when the hires
-upscaler is a *Latent* one. No script hook sees them in between, so a :class:`Generation`
-replaces ``p.sample`` (to note the first-pass family before the reload) and
-``p.sample_hr_pass`` (to convert on entry) **on that one ``p`` only**, and puts the class
-methods back when it is detached. img2img's ``p`` has no hires pass: only ``sample`` is wrapped
-there. The refiner hook (:mod:`.refiner`) finds the same object through :func:`Generation.of` and
-keeps :attr:`Generation.latent_space` up to date.
+Both webuis' txt2img ``sample()`` runs the first pass, loads the hires checkpoint, then calls
+``self.sample_hr_pass(samples, ...)`` with the first pass's latents, undecoded when the hires upscaler is a
+*Latent* one; the latent interpolation and the hires noise come after, inside ``sample_hr_pass``. No script
+hook sees the latents in between, and when ``sample_hr_pass`` runs the first-pass model is gone. So a
+:class:`Generation` replaces ``p.sample`` (to read the first-pass family and check what the generation will
+need, before anything runs) and ``p.sample_hr_pass`` (to convert on entry) **on that one ``p`` only**, and puts
+the class methods back when it is detached. img2img's ``p`` has no hires pass: only ``sample`` is wrapped there.
+The refiner hooks (:mod:`.refiner`) find the same object through :mod:`.attached` and keep :attr:`family` up to
+date.
+
+Everything webui-specific (how a model tells its family, which caches a checkpoint switch leaves stale) comes
+from the :class:`~.adapter.Webui` adapter; the decisions (which families cross, what to convert or upscale,
+what to refuse and what to say) are made here, the same way for every webui.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from typing import Any
 from ..directions import Direction, direction
 from ..errors import InterposerError
 from ..runtime import ConversionReport, Converter
-from ..spaces import LatentSpace
-from .families import family_of, model_title
+from . import attached
+from .adapter import Webui
+from .families import Family, checkpoint_filename, model_title
 from .options import (
     AUTO,
     INFOTEXT_KEY,
@@ -30,9 +36,9 @@ from .options import (
     format_infotext,
     format_upscaler_infotext,
 )
-from .refiner import RefinerSwitchError, refusal_before_sampling
+from .preflight import check_before_sampling
 
-ATTRIBUTE = "latent_interposer_generation"
+ATTRIBUTE = attached.ATTRIBUTE
 _WRAPPED = ("sample", "sample_hr_pass")
 _MARK = "__latent_interposer__"
 
@@ -41,12 +47,21 @@ def _log(message: str) -> None:
     print(f"Latent Interposer: {message}", flush=True)
 
 
+class UnknownFamilyError(InterposerError, RuntimeError):
+    """The model family of a checkpoint is needed and cannot be told."""
+
+
+class UnsupportedFamilyError(InterposerError, RuntimeError):
+    """A pass crosses into or out of a family no interposer converts."""
+
+
 class Generation:
     """The interposer's state for one processing object ``p``."""
 
     def __init__(
         self,
         p: Any,
+        webui: Webui,
         resolve_options: Callable[[], GenerationOptions],
         make_converter: Callable[[GenerationOptions], Converter],
         *,
@@ -55,6 +70,7 @@ class Generation:
         option: Callable[[str, Any], Any] = lambda key, default: default,
     ) -> None:
         self.p = p
+        self.webui = webui
         # Settings are read when sampling starts: after the webui applied the request's override_settings.
         self.resolve_options = resolve_options
         self.make_converter = make_converter
@@ -63,21 +79,26 @@ class Generation:
         self.log = log
         self.vae_override = vae_override
         self.option = option  # the webui's settings (hires_fix_refiner_pass), read when sampling starts
-        self.latent_space: LatentSpace | None = None  # the space the live latents are in
+        self.family: Family | None = None  # the family the live latents are in
         self.first_pass_title = "unknown checkpoint"
+        self.first_checkpoint: str | None = None  # the file the batch started on
         self.reports: list[ConversionReport] = []
         self.owner = "script"
         self._said: set[str] = set()
         self._saved: dict[str, tuple[bool, Any]] = {}
         self._base_init_latent: Any = None  # img2img: p.init_latent in the base model's space, during sample()
 
+    @property
+    def latent_space(self):
+        """The package's space of the live latents (``None``: unknown or not convertible)."""
+        return self.family.space if self.family is not None else None
+
     # ------------------------------------------------------------------ attach / detach
 
     @staticmethod
     def of(p: Any) -> Generation | None:
         """The generation attached to ``p`` itself (not one inherited by a shallow copy of ``p``)."""
-        generation = vars(p).get(ATTRIBUTE) if hasattr(p, "__dict__") else None
-        return generation if generation is not None and generation.p is p else None
+        return attached.attached_to(p)
 
     def attach(self) -> Generation:
         """Install the wrappers on ``p``; returns the generation already there, if any."""
@@ -95,7 +116,7 @@ class Generation:
             self._saved[name] = (current is not None, current)
             original = getattr(self.p, name)
             setattr(self.p, name, self._wrap(name, original))
-        own[ATTRIBUTE] = self
+        attached.attach(self.p, self)
         return self
 
     def detach(self) -> None:
@@ -108,8 +129,7 @@ class Generation:
                 else:
                     del own[name]
         self._saved.clear()
-        if own.get(ATTRIBUTE) is self:
-            del own[ATTRIBUTE]
+        attached.detach(self.p, self)
 
     def _wrap(self, name: str, original: Callable) -> Callable:
         handler = self._sample if name == "sample" else self._sample_hr_pass
@@ -125,16 +145,15 @@ class Generation:
 
     def _sample(self, original: Callable, *args, **kwargs):
         try:
-            self.options = self.resolve_options()
-            self.converter = self.make_converter(self.options)
-            # Each batch starts on the first-pass checkpoint (the webui reloads it per iteration).
-            self.latent_space = family_of(self.p.sd_model)
-            self.first_pass_title = model_title(self.p.sd_model)
-            if self.options.enabled:
-                # Refuse now what the refiner switch would refuse after the whole first pass and the refiner load.
-                refusal = refusal_before_sampling(self.p, self.options.refiner_strategy, self.option)
-                if refusal is not None:
-                    raise RefinerSwitchError(refusal)
+            with self.one_line_errors():
+                self.options = self.resolve_options()
+                self.converter = self.make_converter(self.options)
+                # Each batch starts on the first-pass checkpoint (the webui reloads it per iteration).
+                model = self.p.sd_model
+                self.family = self.webui.family(model)
+                self.first_pass_title = model_title(model)
+                self.first_checkpoint = checkpoint_filename(model)
+                check_before_sampling(self)
             self.drop_stale_model_wrap()
             try:
                 return original(*args, **kwargs)
@@ -144,6 +163,12 @@ class Generation:
             if self.owner == "automatic":
                 self.detach()  # the webui skips postprocess (where the companion detaches) after an error
             raise
+
+    def one_line_errors(self):
+        """Around the extension's own decisions: a refusal or missing file is printed as one console line
+        *before* the webui's error block, and raised again without its chain of causes, so the block ends on the
+        same line (see :class:`OneLineErrors`)."""
+        return OneLineErrors(self.log)
 
     def drop_stale_model_wrap(self) -> None:
         """img2img builds its sampler once (in ``init``) for every batch. After a refiner switch its CFG
@@ -174,28 +199,49 @@ class Generation:
     def _sample_hr_pass(self, original: Callable, samples, decoded_samples, *args, **kwargs):
         if self.options is None:  # sample() was not called through our wrapper: nothing is known
             return original(samples, decoded_samples, *args, **kwargs)
+        model = self.p.sd_model
+        other_checkpoint = checkpoint_filename(model) != self.first_checkpoint
+        if other_checkpoint:
+            self.webui.forget_cached_conds(self.p)  # conds cached for another model must not reach this one
+        try:
+            with self.one_line_errors():
+                samples = self.hires_latents(samples, self.webui.family(model))
+            return original(samples, decoded_samples, *args, **kwargs)
+        finally:
+            if other_checkpoint:
+                self.webui.forget_cached_conds(self.p)  # ... nor the first-pass model of the next generation
+
+    def hires_latents(self, samples, target: Family | None):
+        """The latents the hires pass should start from, in the hires model's space where that is needed."""
         latent_mode = getattr(self.p, "latent_scale_mode", None) is not None
+        source = self.family
+        crossing = source is not None and target is not None and not source.same_as(target)
         if samples is not None and latent_mode and uses_learned_upscale(self.p):
-            samples = self.learned_upscale(samples, family_of(self.p.sd_model))
-        elif self.options.enabled and samples is not None and latent_mode:
-            target = family_of(self.p.sd_model)
-            dirn = self.plan(self.latent_space, target)
+            return self.learned_upscale(samples, target)
+        if samples is not None and latent_mode:
+            if not self.options.enabled:
+                if crossing:
+                    self.say_unconverted(source, target, "hires pass")
+                return samples
+            dirn = self.plan(source, target)
             if dirn is not None:
                 self.warn_about_vae_override(dirn)
                 samples = self.convert(samples, dirn, "hires")
-                self.latent_space = target if target is not None else dirn.dst
-        elif self.options.enabled and getattr(self.p, "latent_scale_mode", None) is None:
+                self.family = target if target is not None else Family.of_space(dirn.dst)
+            return samples
+        if not latent_mode:
             # The webui re-encodes the upscaled image with the hires VAE: the latents are in its space now.
-            self.latent_space = family_of(self.p.sd_model)
-            upscaler = getattr(self.p, "hr_upscaler", None)
-            self.say_once(
-                "pixel",
-                f"hires upscaler {upscaler!r} works on pixels: the webui decodes with the first-pass VAE and "
-                "encodes with the hires VAE, so there is nothing to convert.",
-            )
-        return original(samples, decoded_samples, *args, **kwargs)
+            self.family = target
+            if self.options.enabled and (crossing or self.options.selected):
+                upscaler = getattr(self.p, "hr_upscaler", None)
+                self.say_once(
+                    "pixel",
+                    f"hires upscaler {upscaler!r} works on pixels: the webui decodes with the first-pass VAE and "
+                    "encodes with the hires VAE, so there is nothing to convert.",
+                )
+        return samples
 
-    def learned_upscale(self, samples, target: LatentSpace | None):
+    def learned_upscale(self, samples, target: Family | None):
         """``Latent (NN)``: latents of exactly the webui's target size, in the hires model's space.
 
         Same family (or the interposer off): the learned upscaler of the first pass's family. Across
@@ -203,53 +249,64 @@ class Generation:
         The webui's own interpolation to the same size afterwards changes nothing.
         """
         size = (int(self.p.hr_upscale_to_y) // 8, int(self.p.hr_upscale_to_x) // 8)
-        source = self.latent_space
+        source = self.family
         dirn = self.plan(source, target) if self.options.enabled else None
         if dirn is not None:
             self.warn_about_vae_override(dirn)
             result, reports = self.converter.run_convert_upscale(samples, dirn.src, dirn.dst, size=size)
-            self.latent_space = target if target is not None else dirn.dst
+            self.family = target if target is not None else Family.of_space(dirn.dst)
         else:
-            if source is None:
-                raise UnknownFamilyError(
-                    f"Latent Interposer: the hires upscaler {LEARNED_UPSCALE_MODE!r} needs to know which model family "
-                    f"{self.first_pass_title!r} belongs to (to pick its latent upscaler), and it cannot tell. Choose "
-                    "another hires upscaler, or an explicit direction in the script."
-                )
-            if not self.options.enabled and target is not None and target.name != source.name:
+            space = self.upscale_space(source)
+            if not self.options.enabled and target is not None and not source.same_as(target):
                 self.say_once(
                     "nn-crossing",
-                    f"the hires pass goes from {source.label} to {target.label}, but the interposer is off: "
-                    f"{LEARNED_UPSCALE_MODE} upscales the {source.name} latents only. Select the Latent Interposer "
-                    "script (or turn on Apply automatically) to convert them.",
+                    f"the hires pass goes from {source.description} to {target.description}, but the interposer is "
+                    f"off: {LEARNED_UPSCALE_MODE} upscales the {space.name} latents only. Select the Latent "
+                    "Interposer script (or turn on Apply automatically) to convert them.",
                 )
-            result, report = self.converter.run_upscale(samples, source, size=size)
+            result, report = self.converter.run_upscale(samples, space, size=size)
             reports = [report]
         for report in reports:
             self.record(report, "hires")
         return result
 
+    def upscale_space(self, source: Family | None):
+        """The space ``Latent (NN)`` upscales in when nothing is converted: the first pass's."""
+        if source is None:
+            raise UnknownFamilyError(
+                f"Latent Interposer: the hires upscaler {LEARNED_UPSCALE_MODE!r} needs to know which model family "
+                f"{self.first_pass_title!r} belongs to (to pick its latent upscaler), and it cannot tell. Choose "
+                "another hires upscaler, or an explicit direction in the script."
+            )
+        if source.space is None:
+            raise UnsupportedFamilyError(
+                f"Latent Interposer: {self.first_pass_title!r} {source.why}, so the hires upscaler "
+                f"{LEARNED_UPSCALE_MODE!r} cannot upscale its latents. Choose another hires upscaler."
+            )
+        return source.space
+
     # ------------------------------------------------------------------ decisions
 
-    def plan(self, source: LatentSpace | None, target: LatentSpace | None) -> Direction | None:
-        """The direction to convert, or ``None`` (with one console line saying why)."""
+    def plan(self, source: Family | None, target: Family | None) -> Direction | None:
+        """The direction to convert, or ``None`` (with one console line saying why, where that helps)."""
         if self.options.direction != AUTO:
             chosen = direction(self.options.direction)
-            if source is not None and target is not None and source.name == target.name:
-                self.say_once("same", f"both passes are {source.label}: the explicit {chosen.name} is not applied.")
+            if source is not None and target is not None and source.same_as(target):
+                self.say_once("same", f"both passes are {source.description}: the explicit {chosen.name} is not "
+                              "applied.")  # fmt: skip
                 return None
-            looks_like = (source.name, target.name) if source is not None and target is not None else None
+            looks_like = (source.key, target.key) if source is not None and target is not None else None
             if looks_like is not None and looks_like != (chosen.src.name, chosen.dst.name):
                 self.say_once(
                     "mismatch",
-                    f"the checkpoints look like {source.name}-to-{target.name}, but the explicit direction "
+                    f"the checkpoints look like {source.key}-to-{target.key}, but the explicit direction "
                     f"{chosen.name} is used as chosen.",
                 )
                 return chosen
             # Keep the factors the loaded models actually use.
             return Direction(
-                source if source is not None and source.name == chosen.src.name else chosen.src,
-                target if target is not None and target.name == chosen.dst.name else chosen.dst,
+                source.space if source is not None and source.space and source.key == chosen.src.name else chosen.src,
+                target.space if target is not None and target.space and target.key == chosen.dst.name else chosen.dst,
             )
         if source is None or target is None:
             unknown = self.first_pass_title if source is None else model_title(self.p.sd_model)
@@ -259,10 +316,38 @@ class Generation:
                 "in the script or in Settings > Latent Interposer.",
             )
             return None
-        if source.name == target.name:
-            self.say_once("same", f"both passes are {source.label}: nothing to convert.")
+        if source.same_as(target):
+            if self.options.selected:
+                self.say_once("same", f"both passes are {source.description}: nothing to convert.")
             return None
-        return Direction(source, target)
+        self.refuse_unsupported(source, target, "hires pass")
+        return Direction(source.space, target.space)
+
+    def refuse_unsupported(self, source: Family, target: Family, where: str) -> None:
+        """Crossing into or out of a family without an interposer: one line, and no image from wrong latents."""
+        for family, title in ((source, self.first_pass_title), (target, self.target_title())):
+            if family.space is None:
+                raise UnsupportedFamilyError(
+                    f"Latent Interposer: {title!r} {family.why}. The {where} goes from {source.description} to "
+                    f"{target.description}, so the latents cannot be converted: use checkpoints of one family, or "
+                    "a pixel upscaler for hires fix (the webui then decodes and re-encodes)."
+                )
+
+    def target_title(self) -> str:
+        info = getattr(self.p, "hr_checkpoint_info", None)
+        if getattr(self.p, "is_hr_pass", False) or info is None:
+            return model_title(self.p.sd_model)
+        return str(getattr(info, "short_title", None) or getattr(info, "title", None) or "unknown checkpoint")
+
+    def say_unconverted(self, source: Family, target: Family, where: str) -> None:
+        """The interposer is off but the latents cross families: never silently (once per generation)."""
+        self.say_once(
+            "off",
+            f"the {where} goes from {source.description} to {target.description} with latents, and the interposer "
+            f"is off, so the {target.description} model gets {source.description} latents (the image will be "
+            "garbage). Select Latent Interposer in Script, or turn on Settings > Latent Interposer > Apply "
+            "automatically.",
+        )
 
     def convert(self, latents, dirn: Direction, stage: str):
         """Convert with the shared converter, log one line and record the infotext."""
@@ -284,8 +369,9 @@ class Generation:
         explicit = stage == "hires" and self.options.direction != AUTO
         strategy = None if stage == "hires" else self.options.refiner_strategy
         self.p.extra_generation_params[key] = format_infotext(
-            report.direction, report.version, report.precision, explicit, strategy
-        )
+            report.direction, report.version, report.precision, explicit, strategy,
+            explicit_precision=self.options.precision_explicit,
+        )  # fmt: skip
 
     def warn_about_vae_override(self, dirn: Direction) -> None:
         if not self.options.warn_vae_override:
@@ -306,6 +392,35 @@ class Generation:
             self.log(message)
 
 
+class OneLineErrors:
+    """A context manager: an :class:`InterposerError` inside is printed as one console line, then raised again
+    as a fresh exception of the same type with the same message and no chained causes.
+
+    The webui prints a long block (traceback, and in the UI an argument dump) for any exception a generation
+    raises; the extension's own line is then the first thing before it and the block's last line is the same
+    message, without "During handling of the above exception" chains from the hub client or the file system."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+
+    def __enter__(self) -> OneLineErrors:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if error is None or not isinstance(error, InterposerError) or getattr(error, "_said", False):
+            return False
+        message = str(error)
+        self.log(message.removeprefix("Latent Interposer: "))
+        try:
+            short = type(error)(message)
+        except Exception:  # an error type with another constructor: keep it, but drop its chain
+            short = error
+        short._said = True
+        short.__cause__ = None
+        short.__suppress_context__ = True
+        raise short from None
+
+
 def clear_infotext(p: Any) -> None:
     """Forget keys a previous X/Y/Z cell wrote (cells share one extra_generation_params dict)."""
     params = getattr(p, "extra_generation_params", None)
@@ -317,7 +432,3 @@ def clear_infotext(p: Any) -> None:
 def uses_learned_upscale(p: Any) -> bool:
     """A txt2img job whose hires pass upscales with ``Latent (NN)``."""
     return bool(getattr(p, "enable_hr", False)) and getattr(p, "hr_upscaler", None) == LEARNED_UPSCALE_MODE
-
-
-class UnknownFamilyError(InterposerError, RuntimeError):
-    """The model family of a checkpoint is needed and cannot be told."""

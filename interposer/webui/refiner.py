@@ -1,14 +1,15 @@
 """Crossing families at the refiner switch, inside the sampler.
 
-A1111's ``CFGDenoiser.forward(x, sigma, ...)`` calls ``sd_samplers_common.apply_refiner(self, sigma)``,
-which swaps the checkpoint mid-sampling and carries on with the same ``x``, which is still in the
-base model's latent space. ``on_cfg_denoiser`` callbacks only see a concatenated copy of ``x``, so the
-sampler's state has to be changed **in place**, after the reload and before the new model runs.
-:class:`RefinerHook` wraps both functions once (while the script is loaded); the wrappers do nothing
-unless the generation has a :class:`~.generation.Generation` attached.
+The webuis' ``CFGDenoiser.forward(x, sigma, ...)`` calls ``sd_samplers_common.apply_refiner`` (A1111:
+``(self, sigma)``; Forge Neo: ``(self, x, sigma)``; lllyasviel's Forge: ``(self, x)``), which swaps the
+checkpoint mid-sampling and carries on with the same ``x``, which is still in the base model's latent space.
+``on_cfg_denoiser`` callbacks only see a concatenated copy of ``x``, so the sampler's state has to be changed
+**in place**, after the reload and before the new model runs. :class:`RefinerHook` wraps both functions once
+(while the script is loaded); the wrappers do nothing unless the generation has a
+:class:`~.generation.Generation` attached.
 
-What a sampler can keep from before the switch is of three kinds (see :data:`SAMPLERS`, one entry per
-sampler A1111 1.10.1 lists, from its update rule):
+What a sampler can keep from before the switch is of three kinds (see :mod:`.samplers`: one table per
+webui, one entry per sampler it lists, from its update rule):
 
 * **states** (``x``, and during a multi-call step the step's main ``x``): signal plus noise; each is a
   tensor that ``forward`` was called with;
@@ -51,9 +52,9 @@ from typing import Any
 import torch
 
 from ..directions import Direction
-from ..errors import InterposerError
-from ..spaces import LatentSpace
-from .families import checkpoint_kind, family_of, model_title
+from . import attached
+from .families import Family, checkpoint_filename, model_title
+from .samplers import RefinerSwitchError, inpainting_refusal, refusal_for
 
 _MARK = "__latent_interposer_refiner__"
 _CURRENT: contextvars.ContextVar = contextvars.ContextVar("latent_interposer_refiner_call", default=None)
@@ -65,117 +66,10 @@ _HISTORY = "_latent_interposer_history"
 HISTORY_LENGTH = 4
 _RESTART_EPS = "_latent_interposer_restart_eps"
 
-RESTART_SAFE = "Euler, Euler a, DPM++ 2M, DPM++ 2M SDE, DPM++ 2M SDE Heun, DPM++ 3M SDE, DDIM, DDIM CFG++ or LCM"
-CONVERTIBLE = "Euler, Euler a, DPM++ 2M, DPM++ SDE, DPM++ 3M SDE or DDIM"
-
-
-@dataclass(frozen=True)
-class SamplerSupport:
-    """What a sampler keeps across the switch call, and what the switch does with it."""
-
-    keeps: str  # the sampler's state at a model call, for messages and the README
-    old_noise: str = ""  # what still carries the old noise after the switch call ("" = nothing)
-    refused: str = ""  # why the switch cannot be carried across at all ("" = convertible)
-
-
-_MIDPOINT = "on a step's later model call, the step's main x (and the noise estimate taken from it)"
-SAMPLERS: dict[str, SamplerSupport] = {
-    "DPM++ 2M": SamplerSupport("x; the previous call's estimate old_denoised"),
-    "DPM++ SDE": SamplerSupport("x, Brownian-tree noise; on the midpoint call also the step's main x", _MIDPOINT),
-    "DPM++ 2M SDE": SamplerSupport("x, the previous call's estimate old_denoised, Brownian-tree noise"),
-    "DPM++ 2M SDE Heun": SamplerSupport("x, the previous call's estimate old_denoised, Brownian-tree noise"),
-    "DPM++ 2S a": SamplerSupport("x; on the midpoint call also the step's main x", _MIDPOINT),
-    "DPM++ 3M SDE": SamplerSupport("x, the estimates of the two previous calls, Brownian-tree noise"),
-    "Euler a": SamplerSupport("x only"),
-    "Euler": SamplerSupport("x only"),
-    "LMS": SamplerSupport(
-        "x and the derivatives (x - D) / sigma of up to 4 past steps",
-        "its past derivatives",
-        "it keeps the derivatives of up to four past steps, computed inside the sampler from the base model's "
-        "outputs, and extrapolates them into the next steps with weights up to 59/24; they cannot be reached to "
-        "restart them for the refiner",
-    ),
-    "Heun": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", _MIDPOINT),
-    "DPM2": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", _MIDPOINT),
-    "DPM2 a": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", _MIDPOINT),
-    "DPM fast": SamplerSupport("x; within a step (up to 3 calls) the step's main x and the stages' eps", _MIDPOINT),
-    "DPM adaptive": SamplerSupport(
-        "x, the previous accepted low-order state x_prev, the step-size controller's past errors",
-        "x_prev",
-        "it sizes its steps by comparing against its previous accepted state and its controller's past errors, "
-        "computed inside the solver in the old latent space and never passed through the webui's denoiser",
-    ),
-    "Restart": SamplerSupport(
-        "x; on a Heun step's second call also the step's main x and its derivative d; restart noise", _MIDPOINT
-    ),
-    "DDIM": SamplerSupport("x only (eps is used within the call)"),
-    "DDIM CFG++": SamplerSupport("x only (eps and the unconditional eps are used within the call)"),
-    "PLMS": SamplerSupport(
-        "x and up to 3 past eps (model outputs); in its first step also the step's main x",
-        "in its first step, the step's main x",
-    ),
-    "UniPC": SamplerSupport(
-        "its own corrected state and past x0 predictions",
-        "its corrected state",
-        "it evaluates the model at a predicted state but continues from its own corrected state and its own "
-        "list of past x0 predictions, which never pass through the webui's denoiser, so they stay in the old "
-        "latent space",
-    ),
-    "LCM": SamplerSupport("x only (the previous estimate plus fresh noise, in the same tensor)"),
-}
-
-
-class RefinerSwitchError(InterposerError, RuntimeError):
-    """A refiner switch the interposer cannot carry the sampler across."""
-
-
-def sampler_refusal(sampler_name: str | None, strategy: str, dirn: Direction) -> str | None:
-    """Why this sampler cannot cross ``dirn`` at the refiner switch with ``strategy`` (``None``: it can)."""
-    name = sampler_name or "unknown"
-    support = SAMPLERS.get(name)
-    if support is None:
-        return (
-            f"Latent Interposer: cannot carry the {name} sampler across the {dirn.name} refiner switch: the "
-            f"interposer does not know what it keeps between steps, so it cannot make sure none of it stays in the "
-            f"old latent space. Use {CONVERTIBLE} for a refiner of another family, or hires fix."
-        )
-    if support.refused:
-        return (
-            f"Latent Interposer: cannot carry the {name} sampler across the {dirn.name} refiner switch: "
-            f"{support.refused}. Use {CONVERTIBLE} for a refiner of another family, or hires fix."
-        )
-    if strategy.lower().startswith("restart") and support.old_noise:
-        return (
-            f"Latent Interposer: the 'Restart with fresh noise' refiner strategy cannot be used with {name} "
-            f"across the {dirn.name} switch: {support.old_noise} still carries the old noise, which the fresh "
-            f"noise would not match. Use the 'Noise-preserving' strategy, or {RESTART_SAFE}."
-        )
-    return None
-
-
-def channel_refusal(dirn: Direction) -> str | None:
-    """A refiner of another channel count cannot take over a running sampler."""
-    if dirn.src.channels == dirn.dst.channels:
-        return None
-    return (
-        f"Latent Interposer: the refiner switch {dirn.name} changes the latent channels ({dirn.src.channels} -> "
-        f"{dirn.dst.channels}); a running sampler's tensors cannot change shape. Use hires fix with a "
-        f"{dirn.dst.label} hires checkpoint instead (the interposer converts there)."
-    )
-
-
-def inpainting_refusal(base_title: str, refiner_title: str) -> str:
-    return (
-        f"Latent Interposer: {base_title!r} or the refiner {refiner_title!r} is an inpainting (image-conditioned) "
-        "model; its conditioning latents are in the other family's space and the webui does not rebuild them at "
-        "the switch. Use non-inpainting checkpoints for a refiner of another family."
-    )
 
 
 def _generation(p: Any):
-    from .generation import Generation
-
-    generation = Generation.of(p) if p is not None else None
+    generation = attached.attached_to(p) if p is not None else None
     return generation if generation is not None and generation.options is not None else None
 
 
@@ -228,7 +122,7 @@ class RefinerHook:
     def _forward_wrapper(self, original: Callable) -> Callable:
         def forward(denoiser, x, sigma, *args, **kwargs):
             generation = _generation(getattr(denoiser, "p", None))
-            if generation is None or not generation.options.enabled:
+            if generation is None or not generation.options.enabled or not _has_refiner(generation.p):
                 return original(denoiser, x, sigma, *args, **kwargs)
             history = denoiser.__dict__.setdefault(_HISTORY, deque(maxlen=HISTORY_LENGTH))
             if getattr(denoiser, "step", None) == 0:
@@ -251,14 +145,28 @@ class RefinerHook:
     def _apply_refiner_wrapper(self, original: Callable) -> Callable:
         def apply_refiner(cfg_denoiser, *args, **kwargs):
             call = _CURRENT.get()
-            generation = _generation(getattr(cfg_denoiser, "p", None))
-            if call is None or call[0] is not cfg_denoiser or generation is None:
+            p = getattr(cfg_denoiser, "p", None)
+            generation = _generation(p)
+            if generation is None or not _has_refiner(p):
                 return original(cfg_denoiser, *args, **kwargs)
+            webui = generation.webui
             # Read now: the webui loads a same-config refiner's weights into this very model object.
-            before = ModelFacts.of(cfg_denoiser.p.sd_model)
+            before = ModelFacts.of(p.sd_model, webui)
+            other = before.filename != getattr(p.refiner_checkpoint_info, "filename", None)
+            if other:
+                webui.forget_cached_conds(p)  # the webui computes the refiner's conds at the switch
             switched = original(cfg_denoiser, *args, **kwargs)
-            if switched:
-                carry_across_switch(generation, cfg_denoiser, call[1], call[2], before)
+            if not switched:
+                return switched
+            webui.forget_cached_conds(p)  # ... and may cache them under the base checkpoint's key
+            if generation.options.enabled and call is not None and call[0] is cfg_denoiser:
+                with generation.one_line_errors():
+                    carry_across_switch(generation, cfg_denoiser, call[1], call[2], before)
+            elif not generation.options.enabled:
+                after = ModelFacts.of(p.sd_model, webui)
+                source = generation.family or before.family
+                if source is not None and after.family is not None and not source.same_as(after.family):
+                    generation.say_unconverted(source, after.family, "refiner switch")
             return switched
 
         setattr(apply_refiner, _MARK, self)
@@ -266,14 +174,14 @@ class RefinerHook:
         return apply_refiner
 
 
+def _has_refiner(p: Any) -> bool:
+    return getattr(p, "refiner_checkpoint_info", None) is not None
+
+
 def _unwrap(function: Callable) -> Callable:
     while getattr(function, _MARK, None) is not None:
         function = function.__wrapped__
     return function
-
-
-def _conditioning_key(model: Any) -> str:
-    return str(getattr(getattr(model, "model", None), "conditioning_key", "crossattn"))
 
 
 @dataclass(frozen=True)
@@ -283,16 +191,15 @@ class ModelFacts:
     A1111 loads a checkpoint with the loaded model's config into the *same* model object, so a reference
     to "the base model" taken before ``reload_model_weights`` describes the refiner afterwards."""
 
-    family: LatentSpace | None
+    family: Family | None
     title: str
-    conditioning_key: str
+    filename: str | None
     image_conditioned: bool
 
     @staticmethod
-    def of(model: Any) -> ModelFacts:
-        key = _conditioning_key(model)
-        inpaint = key in ("hybrid", "concat") or bool(getattr(model, "is_sdxl_inpaint", False))
-        return ModelFacts(family_of(model), model_title(model), key, inpaint)
+    def of(model: Any, webui: Any) -> ModelFacts:
+        return ModelFacts(webui.family(model), model_title(model), checkpoint_filename(model),
+                          webui.image_conditioned(model))  # fmt: skip
 
 
 def sampler_name_of(denoiser: Any) -> str | None:
@@ -302,8 +209,8 @@ def sampler_name_of(denoiser: Any) -> str | None:
 def carry_across_switch(generation, denoiser, x: torch.Tensor, sigma: torch.Tensor, before: ModelFacts) -> None:
     """The refiner was just loaded: move the sampler's state into its latent space, in place."""
     p = denoiser.p
-    after = ModelFacts.of(p.sd_model)
-    source = generation.latent_space or before.family
+    after = ModelFacts.of(p.sd_model, generation.webui)
+    source = generation.family or before.family
     target = after.family
     if source is None or target is None:
         unknown = before.title if source is None else after.title
@@ -312,12 +219,18 @@ def carry_across_switch(generation, denoiser, x: torch.Tensor, sigma: torch.Tens
             f"Latent Interposer: the refiner switch involves {unknown!r}, whose latent space is unknown; "
             "the sampler's latents cannot be converted. Use a refiner of the same family, or turn the interposer off."
         )
-    if source.name == target.name:
-        generation.latent_space = target
+    if source.same_as(target):
+        generation.family = target
         return
-    dirn = Direction(source, target)
+    if source.space is None or target.space is None:
+        unsupported, title = (source, before.title) if source.space is None else (target, after.title)
+        raise RefinerSwitchError(
+            f"Latent Interposer: {title!r} {unsupported.why}; the refiner switch from {source.description} to "
+            f"{target.description} cannot be converted. Use a refiner of the base model's family."
+        )
+    dirn = Direction(source.space, target.space)
     strategy = generation.options.refiner_strategy
-    refusal = channel_refusal(dirn) or sampler_refusal(sampler_name_of(denoiser), strategy, dirn)
+    refusal = refusal_for(generation.webui.samplers, sampler_name_of(denoiser), strategy, dirn)
     if refusal is None and (before.image_conditioned or after.image_conditioned):
         refusal = inpainting_refusal(before.title, after.title)
     if refusal is not None:
@@ -333,7 +246,7 @@ def carry_across_switch(generation, denoiser, x: torch.Tensor, sigma: torch.Tens
         x0 = denoiser.init_latent  # img2img / hires pass switching at its first step
     else:
         generation.say_once("refiner-noise", "refiner: switch at the first step, the state is pure noise.")
-        generation.latent_space = target
+        generation.family = target
         return
 
     converted_x0 = generation.convert(x0.float(), dirn, "refiner").to(x.dtype)
@@ -374,7 +287,7 @@ def carry_across_switch(generation, denoiser, x: torch.Tensor, sigma: torch.Tens
         sampler.last_latent = converted_x0  # what an interrupt returns and previews show
     if alphas is not None:
         denoiser.__dict__[_RESTART_EPS] = True  # once the refiner's eps is known (see _restart_eps_history)
-    generation.latent_space = target
+    generation.family = target
 
 
 def _restart_eps_history(calls, eps: torch.Tensor) -> None:
@@ -433,64 +346,3 @@ def _fresh_noise(p: Any, like: torch.Tensor, denoiser: Any) -> torch.Tensor:
     while len(noise) < like.shape[0]:
         noise.append(torch.randn(like.shape[1:]))
     return torch.stack(noise).to(like.device, like.dtype)
-
-
-# --------------------------------------------------------------------------- before the first pass
-
-
-@dataclass(frozen=True)
-class _Checkpoint:
-    """A checkpoint a pass will run on, as known before sampling (``family`` None: not known)."""
-
-    family: LatentSpace | None
-    image_conditioned: bool
-    filename: str | None
-    title: str
-
-
-def _checkpoint(info: Any, loaded: Any) -> _Checkpoint:
-    """From the loaded model if ``info`` is its file (or ``None``: the same checkpoint), else from the file."""
-    loaded_info = getattr(loaded, "sd_checkpoint_info", None)
-    if info is None or getattr(info, "filename", None) == getattr(loaded_info, "filename", object()):
-        facts = ModelFacts.of(loaded)
-        return _Checkpoint(facts.family, facts.image_conditioned, getattr(loaded_info, "filename", None), facts.title)
-    title = str(getattr(info, "short_title", None) or getattr(info, "title", None) or "unknown checkpoint")
-    kind = checkpoint_kind(getattr(info, "filename", None))
-    if kind is None:
-        return _Checkpoint(None, False, getattr(info, "filename", None), title)
-    return _Checkpoint(kind.family, kind.image_conditioned, info.filename, title)
-
-
-def refusal_before_sampling(p: Any, strategy: str, option: Callable[[str, Any], Any]) -> str | None:
-    """The refusal a refiner switch of this generation will meet, if that is known before the first pass.
-
-    Known: the loaded base model, the hires checkpoint and the refiner checkpoint (their files' keys, read
-    as the webui reads them to pick a config, see :func:`.families.checkpoint_kind`), the samplers and
-    which pass the switch happens in (``hires_fix_refiner_pass``). Whatever is not known here (a ``.ckpt``
-    refiner, a model of no known family) is left to the check at the switch."""
-    refiner = getattr(p, "refiner_checkpoint_info", None)
-    switch_at = getattr(p, "refiner_switch_at", None)
-    if refiner is None or (switch_at is not None and float(switch_at) >= 1.0):
-        return None  # no refiner, or a switch ratio the webui never reaches
-    base = p.sd_model
-    passes: list[tuple[_Checkpoint, str | None]] = []  # the model each switching pass runs on, its sampler
-    hires = bool(getattr(p, "enable_hr", False)) and callable(getattr(p, "sample_hr_pass", None))
-    which = str(option("hires_fix_refiner_pass", "second pass")) if hires else "first pass"
-    if which in ("first pass", "both passes") and not (hires and getattr(p, "firstpass_image", None) is not None):
-        passes.append((_checkpoint(None, base), p.sampler_name))
-    if hires and which in ("second pass", "both passes"):
-        sampler = getattr(p, "hr_sampler_name", None) or p.sampler_name
-        passes.append((_checkpoint(getattr(p, "hr_checkpoint_info", None), base), sampler))
-    target = _checkpoint(refiner, base)
-    for current, sampler in passes:
-        if current.filename == target.filename:
-            continue  # the refiner is already the loaded model in that pass: the webui does not switch
-        if current.family is None or target.family is None or current.family.name == target.family.name:
-            continue  # not known to cross families
-        dirn = Direction(current.family, target.family)
-        refusal = channel_refusal(dirn) or sampler_refusal(sampler, strategy, dirn)
-        if refusal is None and (current.image_conditioned or target.image_conditioned):
-            refusal = inpainting_refusal(current.title, target.title)
-        if refusal is not None:
-            return refusal
-    return None

@@ -1,0 +1,23 @@
+"""AUTOMATIC1111 1.10: models flag their family (``is_sd1``/``is_sdxl``/``is_sd3``) and keep their scale factor;
+its 20 samplers are in :data:`~.samplers.A1111_SAMPLERS`; its cond caches key on the loaded checkpoint, so a
+switch leaves nothing stale."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .adapter import Webui
+from .families import Family, family_from_flags
+from .samplers import A1111_SAMPLERS
+
+
+class A1111(Webui):
+    name = "AUTOMATIC1111"
+    samplers = A1111_SAMPLERS
+
+    def family(self, sd_model: Any) -> Family | None:
+        return family_from_flags(sd_model)
+
+    def image_conditioned(self, sd_model: Any) -> bool:
+        key = str(getattr(getattr(sd_model, "model", None), "conditioning_key", "crossattn"))
+        return key in ("hybrid", "concat") or bool(getattr(sd_model, "is_sdxl_inpaint", False))

@@ -1,0 +1,90 @@
+"""What differs between the webuis, behind one small interface, and which webui this is.
+
+The decision layer (:mod:`.generation`, :mod:`.preflight`, :mod:`.refiner`) asks a :class:`Webui` only what
+it cannot know on its own: which family a loaded model or a checkpoint file is, which samplers the webui has
+and what each keeps, and what a checkpoint switch leaves stale in the webui's caches. One subclass per webui
+lives in :mod:`.a1111` and :mod:`.forge`; :func:`detect_webui` picks one by feature checks, never by an
+import that would fail on the other webui.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+from .families import CheckpointKind, Family, checkpoint_filename, checkpoint_kind, model_title
+from .samplers import SamplerTable
+
+
+class Webui:
+    """The webui-specific answers the decision layer needs (this base: what every webui shares)."""
+
+    name = "webui"
+    version = ""
+    samplers: SamplerTable
+    refiner_in_hires = True  # can a refiner switch happen inside the hires pass?
+
+    def family(self, sd_model: Any) -> Family | None:
+        """The family of a loaded model (``None``: cannot tell)."""
+        raise NotImplementedError
+
+    def checkpoint(self, info: Any, loaded: Any) -> Checkpoint:
+        """What a pass on checkpoint ``info`` will run on, known before it is loaded: the loaded model when
+        ``info`` is its file (or ``None``, "the same checkpoint"), else read from the file's header."""
+        loaded_file = checkpoint_filename(loaded)
+        if info is None or getattr(info, "filename", None) == (loaded_file or object()):
+            return Checkpoint(self.family(loaded), self.image_conditioned(loaded), loaded_file, model_title(loaded))
+        title = str(getattr(info, "short_title", None) or getattr(info, "title", None) or "unknown checkpoint")
+        kind: CheckpointKind | None = checkpoint_kind(getattr(info, "filename", None))
+        if kind is None:
+            return Checkpoint(None, False, getattr(info, "filename", None), title)
+        return Checkpoint(kind.family, kind.image_conditioned, info.filename, title)
+
+    def image_conditioned(self, sd_model: Any) -> bool:
+        """An inpainting (or other image-conditioned) model: extra UNet input channels."""
+        return False
+
+    def forget_cached_conds(self, p: Any) -> None:
+        """Drop prompt conditionings the webui cached for another checkpoint than the one now loaded (called
+        before and after every pass that runs on another checkpoint than the generation started on)."""
+
+    def label(self) -> str:
+        return f"{self.name} {self.version}".strip()
+
+
+class Checkpoint:
+    """A checkpoint a pass will run on, as known before sampling (``family`` None: not known yet)."""
+
+    __slots__ = ("family", "filename", "image_conditioned", "title")
+
+    def __init__(self, family: Family | None, image_conditioned: bool, filename: str | None, title: str) -> None:
+        self.family = family
+        self.image_conditioned = image_conditioned
+        self.filename = filename
+        self.title = title
+
+
+def forge_version() -> str | None:
+    """The Forge flavour's version string (``neo``, ``neo 2.21``, ``classic``, ``f2.0.1...``), ``None`` outside a
+    Forge. Read from ``modules_forge.forge_version`` only if that package exists: no import can fail here."""
+    if importlib.util.find_spec("modules_forge") is None:
+        return None
+    try:
+        module = importlib.import_module("modules_forge.forge_version")
+    except Exception:
+        return ""
+    return str(getattr(module, "version", "") or "")
+
+
+def detect_webui() -> Webui:
+    """The adapter for the webui this runs in: a Forge when ``modules_forge`` exists (Neo or lllyasviel's
+    Forge by its version tag), else AUTOMATIC1111."""
+    version = forge_version()
+    if version is None:
+        from .a1111 import A1111
+
+        return A1111()
+    from .forge import forge_for
+
+    return forge_for(version)
