@@ -53,7 +53,11 @@ def run_compare(
     taesd_dir: str | None = None,
     allow_download: bool = True,
     max_side: int = 512,
+    panel_side: int | None = None,
+    quality: int | None = None,
 ) -> Comparison:
+    """Write the grid to ``out`` (PSNRs are of the full-size panels; ``panel_side`` and ``quality``
+    only shrink the saved grid: see :func:`~interposer.images.labelled_grid`)."""
     image = load_image(image_path, max_side=max_side, multiple=8)
     src_vae = load_tiny_vae(dirn.src, taesd_dir, allow_download=allow_download)
     dst_vae = load_tiny_vae(dirn.dst, taesd_dir, allow_download=allow_download)
@@ -62,6 +66,6 @@ def run_compare(
     labels = [(name if name == "original" or scores[name] is None else f"{name}: {scores[name]:.1f} dB", p)
               for name, p in panels.items()]  # fmt: skip
     labels = [(f"{label} (n/a)" if p is None else label, p) for label, p in labels]
-    grid = labelled_grid(labels, out)
+    grid = labelled_grid(labels, out, side=panel_side, quality=quality)
     ceiling = psnr(dst_vae.decode(dst_vae.encode(image)), image)
     return Comparison(grid=grid, psnr=scores, ceiling=ceiling, report=report)

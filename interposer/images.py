@@ -71,12 +71,25 @@ def psnr(image: torch.Tensor, reference: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10.0 * float(np.log10(1.0 / mse))
 
 
-def labelled_grid(panels: Sequence[tuple[str, torch.Tensor | None]], path: str | os.PathLike) -> Path:
-    """Save panels side by side, each with a caption above it; ``None`` panels are left grey."""
+def labelled_grid(
+    panels: Sequence[tuple[str, torch.Tensor | None]],
+    path: str | os.PathLike,
+    *,
+    side: int | None = None,
+    quality: int | None = None,
+) -> Path:
+    """Save panels side by side, each with a caption above it; ``None`` panels are left grey.
+
+    ``side``: shrink the panels so that their longer side is at most this many pixels.
+    ``quality``: the JPEG quality when ``path`` ends in ``.jpg``/``.jpeg`` (Pillow's default otherwise).
+    """
     from PIL import Image, ImageDraw
 
     first = next(p for _, p in panels if p is not None)
     height, width = first.shape[-2:]
+    if side is not None and max(height, width) > side:
+        ratio = side / max(height, width)
+        height, width = max(1, round(height * ratio)), max(1, round(width * ratio))
     caption = 22
     grid = Image.new("RGB", (width * len(panels), height + caption), (32, 32, 32))
     draw = ImageDraw.Draw(grid)
@@ -88,7 +101,8 @@ def labelled_grid(panels: Sequence[tuple[str, torch.Tensor | None]], path: str |
         draw.text((i * width + 6, 5), label, fill=(255, 255, 255))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path)
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    grid.save(path, **({"quality": quality} if jpeg and quality is not None else {}))
     return path
 
 
