@@ -62,14 +62,14 @@ def fit_images() -> torch.Tensor:
 
 @pytest.fixture(scope="session")
 def linear_weights(tmp_path_factory, tiny_vaes, fit_images):
-    """Closed-form (least-squares affine) weights in the real v4 layout, for xl<->v1 and xl->v3.
+    """Closed-form (least-squares affine) weights in the real v4 layout, for xl<->v1, xl->v3 and fx->v1/xl.
 
     Fitted on raw latents (TAESD latents / scale), the convention of the published files.
     Returns a folder laid out like a webui weights folder (``v4.0/NAME``) and the file paths.
     """
     folder = tmp_path_factory.mktemp("weights")
     paths = {}
-    for name in ("xl-to-v1", "v1-to-xl", "xl-to-v3"):
+    for name in ("xl-to-v1", "v1-to-xl", "xl-to-v3", "fx-to-v1", "fx-to-xl"):
         dirn = direction(name)
         src = dirn.src.to_raw(tiny_vaes[dirn.src.name].encode(fit_images))
         dst = dirn.dst.to_raw(tiny_vaes[dirn.dst.name].encode(fit_images))

@@ -24,10 +24,12 @@ RUN = (
 )
 
 
-def run_install(tmp_path, hub=None, offline=True, commandline_args=""):
+def run_install(tmp_path, hub=None, offline=True, commandline_args="", webui=WEBUI):
     env = dict(os.environ)
     env.update(
-        PYTHONPATH=str(WEBUI), WEBUI_STUB_DATA=str(tmp_path), WEBUI_STUB_MODELS=str(tmp_path / "models"),
+        # the Neo stand-in's files run the A1111 stand-in's through tests/standin_reuse.py
+        PYTHONPATH=os.pathsep.join([str(webui), str(REPO / "tests")]), WEBUI_STUB_DATA=str(tmp_path),
+        WEBUI_STUB_MODELS=str(tmp_path / "models"),
         WEBUI_STUB_PIP_LOG=str(tmp_path / "pip.log"), HF_HOME=str(tmp_path / "hf_home"),
         HF_HUB_OFFLINE="1" if offline else "0", COMMANDLINE_ARGS=commandline_args,
     )  # fmt: skip
@@ -47,6 +49,25 @@ def test_offline_first_start_prints_one_paragraph_and_starts(tmp_path):
     assert "https://huggingface.co/city96/SD-Latent-Interposer/resolve/main/v4.0/" in out
     assert "TORCH" not in out  # start-up stays light
     assert not (tmp_path / "pip.log").exists()  # both requirements are installed here
+
+
+def test_forge_neo_launcher_runs_it_with_weights_under_neos_models_folder(tmp_path):
+    """Neo's launcher runs install.py the same way (webui root on PYTHONPATH, ``launch`` importable) and keeps
+    models under ``paths.models_path``: the weights go to <models>/LatentInterposer, and offline it is one quick
+    paragraph as on A1111."""
+    with FakeHub() as hub:
+        for name in NAMES:
+            hub.files[f"city96/SD-Latent-Interposer/v4.0/{name}"] = GOOD
+        for name in UPSCALERS:
+            hub.files[f"city96/SD-Latent-Upscaler/{name}"] = UPSCALER_BYTES.read_bytes()
+        result = run_install(tmp_path, hub, offline=False, webui=REPO / "tests" / "webui_neo")
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "models" / "LatentInterposer"
+    assert all((folder / name).is_file() for name in UPSCALERS)
+    assert all((folder / name).is_file() or (folder / "v4.0" / name).is_file() for name in NAMES)
+    (tmp_path / "offline").mkdir()
+    offline = run_install(tmp_path / "offline", webui=REPO / "tests" / "webui_neo")
+    assert offline.returncode == 0 and offline.stdout.count("Latent Interposer:") == 1
 
 
 def test_online_prefetch_then_silent(tmp_path):

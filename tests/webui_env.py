@@ -45,12 +45,16 @@ class HiresInput:
 
 @dataclass
 class Webui:
+    """A booted stand-in. Its methods import ``modules`` when called, so the same class drives whichever stand-in
+    is loaded (A1111's here, Forge Neo's through ``neo_env``); ``defaults`` are the stand-in's own request fields."""
+
     photo: torch.Tensor
     vaes: dict
-    runner: scripts.ScriptRunner
-    runner_img2img: scripts.ScriptRunner
+    runner: object
+    runner_img2img: object
     hires_inputs: list = field(default_factory=list)
     console: list = field(default_factory=list)
+    defaults: dict = field(default_factory=dict)
 
     def script(self, title: str):
         return next(s for s in self.runner.scripts if s.title() == title)
@@ -70,16 +74,20 @@ class Webui:
                 args[script.args_from : script.args_to] = values
         return args
 
-    def make_p(self, **kwargs) -> processing.StableDiffusionProcessingTxt2Img:
+    def make_p(self, **kwargs):
+        from modules import shared
+
         settings = dict(prompt="a photo", seed=1, steps=6, width=SIZE, height=SIZE, sampler_name="Euler",
                         scheduler="Automatic", enable_hr=True, hr_scale=1.5, hr_upscaler="Latent",
                         hr_checkpoint_name="sd15_style", denoising_strength=0.5, hr_second_pass_steps=4,
                         cfg_scale=5.0)  # fmt: skip
+        settings.update(self.defaults)
         settings.update(kwargs)
         return processing.StableDiffusionProcessingTxt2Img(sd_model=shared.sd_model, **settings)
 
-    def generate(self, title: str | None = None, values=None, **kwargs) -> processing.Processed:
+    def generate(self, title: str | None = None, values=None, **kwargs):
         """One txt2img job as the UI runs it: ``scripts.run`` for a dropdown script, else process_images."""
+
         p = self.make_p(**kwargs)
         p.scripts = self.runner
         p.script_args = tuple(self.script_args(title, values))
@@ -87,8 +95,10 @@ class Webui:
         processed = self.runner.run(p, *p.script_args)
         return processed if processed is not None else processing.process_images(p)
 
-    def img2img(self, title: str | None = None, **kwargs) -> processing.Processed:
+    def img2img(self, title: str | None = None, **kwargs):
         """One img2img job as the UI runs it (the img2img tab's own runner): the photo as init image."""
+        from modules import shared
+
         settings = dict(prompt="a photo", seed=1, steps=10, width=SIZE, height=SIZE, sampler_name="Euler",
                         scheduler="Automatic", denoising_strength=0.75, cfg_scale=5.0, init_images=[self.photo],
                         inpainting_fill=1)  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import types
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -99,7 +100,7 @@ class FakeModel:
             raise RuntimeError("Tensor on device meta is not on the expected device cpu: the model was unloaded")
 
     # ------------------------------------------------------------------ the "UNet"
-    _targets: dict = {}  # shared by all instances (and by the weights loaded into one instance)
+    _targets: ClassVar[dict] = {}  # shared by all instances (and by the weights loaded into one instance)
 
     def target(self, height: int, width: int) -> torch.Tensor:
         key = (self.family, id(self.photo), height, width)
@@ -125,7 +126,10 @@ class FakeModel:
         mu = self.target(*x_vp.shape[-2:]).to(x_vp.dtype)
         if self.detail_block:
             grid = (max(1, x.shape[-2] // self.detail_block), max(1, x.shape[-1] // self.detail_block))
-            low = lambda z: F.interpolate(F.adaptive_avg_pool2d(z, grid), size=z.shape[-2:], mode="nearest")
+
+            def low(z):
+                return F.interpolate(F.adaptive_avg_pool2d(z, grid), size=z.shape[-2:], mode="nearest")
+
             s_low, s_high = self.spread_low**2, self.spread**2
             x0 = low(x) * (s_low / (s_low + sigma**2)) + (x - low(x) - (mu - low(mu))) * (s_high / (s_high + sigma**2))
             x0 = x0 + (mu - low(mu))

@@ -1,0 +1,126 @@
+"""Stand-in engines of Forge Neo (``backend/diffusion_engine``), over the A1111 stand-in's ``FakeModel`` (TAESD as
+the VAE, the exact MMSE denoiser of a narrow prior around a photo's latents as the "UNet").
+
+What the extension may read is shaped as in Neo, and nothing more: the engine class name (``StableDiffusion``,
+``StableDiffusionXL``, ``Lumina2``, ...), ``is_sd1``/``is_sdxl``/``is_wan`` only (Neo's engines have no
+``is_sd2``/``is_sd3``, no ``scale_factor``; Mugen says ``is_sdxl=True`` with 32-channel latents),
+``model_config.latent_format`` (huggingface_guess's classes), ``forge_objects.vae`` with its
+``latent_channels`` and the ``first_stage_model``'s ``scaling_factor``/``shift_factor`` (what ``process_in``
+applies), ``is_inpaint``. ``encode_first_stage`` returns sampler (scaled) latents and ``get_first_stage_encoding``
+is the identity, as in Neo.
+
+Conditionings name the architecture that computed them, and the "UNet" refuses conds of another one with an
+``AssertionError``, as Neo's UNet does (``unet.py`` 662: SD1.5 conds have no ``y``, SDXL's do), so a cond cache
+that hands one model's conds to another fails here as it fails in Neo."""
+
+from __future__ import annotations
+
+import types
+
+import torch
+from fake_models import FakeModel
+from huggingface_guess import latent
+
+_FAMILY_FORMAT = {"v1": latent.SD15, "xl": latent.SDXL, "fx": latent.Flux}
+
+
+class ForgeObjects:
+    def __init__(self, unet, clip, vae, clipvision=None):
+        self.unet = unet
+        self.clip = clip
+        self.vae = vae
+        self.clipvision = clipvision
+
+    def shallow_copy(self):
+        return ForgeObjects(self.unet, self.clip, self.vae, self.clipvision)
+
+
+class FakeEngine(FakeModel):
+    """A ``ForgeDiffusionEngine`` of one family (``family``: v1, xl or fx; see :data:`_FAMILY_FORMAT`)."""
+
+    def __init__(self, family: str, vae, photo: torch.Tensor, *args, latent_format=None, **kwargs) -> None:
+        super().__init__(family, vae, photo, *args, **kwargs)
+        for name in ("is_sd2", "is_sd3", "scale_factor", "latent_format", "latent_channels", "is_sdxl_inpaint"):
+            vars(self).pop(name, None)
+        fmt = latent_format if latent_format is not None else _FAMILY_FORMAT[family]()
+        self.model_config = types.SimpleNamespace(latent_format=fmt, model_type=types.SimpleNamespace(name="EPS"))
+        self.is_sd1 = False
+        self.is_sdxl = False
+        self.is_wan = False
+        self.is_inpaint = False
+        self.use_distilled_cfg_scale = False
+        self.use_shift = False
+        first_stage = types.SimpleNamespace(scaling_factor=fmt.scale_factor,
+                                            shift_factor=getattr(fmt, "shift_factor", 0.0))  # fmt: skip
+        vae_patcher = types.SimpleNamespace(first_stage_model=first_stage, latent_channels=fmt.latent_channels)
+        self.forge_objects = ForgeObjects(unet=types.SimpleNamespace(model=self), clip=None, vae=vae_patcher)
+        self.forge_objects_original = self.forge_objects.shallow_copy()
+        self.forge_objects_after_applying_lora = self.forge_objects.shallow_copy()
+        self.extra_generation_params = {}
+
+    @property
+    def architecture(self) -> str:
+        return type(self).__name__
+
+    # ------------------------------------------------------------------ text encoders and UNet
+    def get_learned_conditioning(self, prompts):
+        return {"architecture": self.architecture, "prompts": list(prompts)}
+
+    def apply_model(self, x_vp, t, cond=None):
+        conds = (cond or {}).get("c_crossattn") or []
+        for c in conds:
+            if isinstance(c, dict) and c.get("architecture") != self.architecture:
+                raise AssertionError()  # Neo's UNet: (y is not None) == (self.num_classes is not None)
+        return super().apply_model(x_vp, t, cond)
+
+    # ------------------------------------------------------------------ the VAE: sampler latents in and out
+    def encode_first_stage(self, x):
+        self._alive()
+        return self.vae.encode((x.float() + 1) / 2)
+
+    def get_first_stage_encoding(self, x):
+        return x
+
+
+class StableDiffusion(FakeEngine):
+    def __init__(self, vae, photo, *args, **kwargs):
+        super().__init__("v1", vae, photo, *args, **kwargs)
+        self.is_sd1 = True
+
+
+class StableDiffusionXL(FakeEngine):
+    def __init__(self, vae, photo, *args, **kwargs):
+        super().__init__("xl", vae, photo, *args, **kwargs)
+        self.is_sdxl = True
+
+
+class Lumina2(FakeEngine):
+    """Lumina 2 / Neta Lumina: FLUX.1's VAE and ``latent.Flux`` (so are FLUX.1, Chroma and Z-Image)."""
+
+    def __init__(self, vae, photo, *args, **kwargs):
+        super().__init__("fx", vae, photo, *args, **kwargs)
+        self.use_shift = True
+
+
+class _NoVae:
+    """The VAE of a family the stand-in cannot run (no tiny VAE for it): any use is a test failure."""
+
+    def encode(self, x):
+        raise AssertionError("this stand-in model cannot encode: the extension should have refused first")
+
+    decode = encode
+
+
+class Mugen(FakeEngine):
+    """Neo's Mugen: ``is_sdxl=True`` but 32-channel Flux.2-VAE latents (mugen.py 61)."""
+
+    def __init__(self, photo, *args, **kwargs):
+        super().__init__("xl", _NoVae(), photo, *args, latent_format=latent.Mugen(), **kwargs)
+        self.is_sdxl = True
+
+
+class QwenImage(FakeEngine):
+    """Qwen-Image: the Wan VAE (16 channels, per-channel mean/std)."""
+
+    def __init__(self, photo, *args, **kwargs):
+        super().__init__("fx", _NoVae(), photo, *args, latent_format=latent.Wan21(), **kwargs)

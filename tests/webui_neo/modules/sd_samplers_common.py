@@ -1,0 +1,63 @@
+"""Mirrors modules/sd_samplers_common.py (Neo @ 3df257a). The Sampler base, ``SamplerData``, the VAE helpers and
+``TorchHijack`` are A1111's (the A1111 stand-in's file runs first); ``apply_refiner`` is Neo's (common.py 222-294):
+
+* signature ``(cfg_denoiser, x, sigma)``, called from ``CFGDenoiser.forward`` as a module attribute;
+* the switch is at the first call whose **sigma** is <= ``refiner_switch_at`` (``refiner_use_steps``: by
+  ``step / total_steps``); nothing once ``ORIGINAL_CHECKPOINT`` is set (the ``refiner_fast_sd`` path);
+* **never with hires fix**: it prints an error and carries on without the refiner;
+* ``refiner_fast_sd`` loads the refiner's UNet weights into the loaded model (same architecture only);
+* otherwise ``main_entry.checkpoint_change`` + ``forge_model_reload`` (a new model object), then the loading
+  parameters are reset to the base checkpoint (``finally``), ``p.setup_conds()`` (through the cond cache, now
+  keyed on the base checkpoint), ``update_inner_model``."""
+
+from standin_reuse import reuse
+
+reuse(globals(), "modules/sd_samplers_common.py")
+
+from modules_forge import main_entry
+
+from modules import sd_models, shared
+from modules.shared import opts
+
+ORIGINAL_CHECKPOINT = None
+
+
+def apply_refiner(cfg_denoiser, x, sigma):
+    global ORIGINAL_CHECKPOINT
+    if not (refiner_switch_at := cfg_denoiser.p.refiner_switch_at):
+        return False
+    if opts.refiner_use_steps:
+        if refiner_switch_at > cfg_denoiser.step / cfg_denoiser.total_steps:
+            return False
+    elif float(sigma) > refiner_switch_at:
+        return False
+    if ORIGINAL_CHECKPOINT is not None:
+        return False
+    refiner_checkpoint_info = cfg_denoiser.p.refiner_checkpoint_info
+    if refiner_checkpoint_info is None or shared.sd_model.sd_checkpoint_info == refiner_checkpoint_info:
+        return False
+    if getattr(cfg_denoiser.p, "enable_hr", False):
+        print("\n\n[Error]Refiner does not support Hires. fix\n\n")
+        return False
+    cfg_denoiser.p.extra_generation_params["Refiner"] = refiner_checkpoint_info.short_title
+    cfg_denoiser.p.extra_generation_params["Refiner switch at"] = refiner_switch_at
+    if opts.refiner_fast_sd:
+        model = sd_models.model_data.get_sd_model()
+        weights = sd_models.factories[refiner_checkpoint_info.filename]()
+        if type(weights) is not type(model):
+            raise RuntimeError("Error(s) in loading state_dict: the refiner's UNet has another architecture")
+        ORIGINAL_CHECKPOINT = shared.sd_model.sd_checkpoint_info.filename
+        model.photo, model.detail_block = weights.photo, weights.detail_block  # the UNet weights only
+        return True
+    original_checkpoint = shared.opts.sd_model_checkpoint
+    if not main_entry.checkpoint_change(refiner_checkpoint_info.short_title, preset=None, save=False, refresh=False):
+        return False
+    del cfg_denoiser.model_wrap
+    try:
+        main_entry.refresh_model_loading_parameters()
+        sd_models.forge_model_reload()
+    finally:
+        main_entry.checkpoint_change(original_checkpoint, preset=None, save=False, refresh=True)
+    cfg_denoiser.p.setup_conds()
+    cfg_denoiser.update_inner_model()
+    return True
