@@ -237,6 +237,17 @@ def test_every_command_has_help(command, capsys):
     assert "usage: python -m training " + command in capsys.readouterr().out
 
 
+def test_train_help_lists_every_preset(capsys):
+    from training.config import PRESETS
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help: compare as one line
+    assert {"cpu", "gpu", "tiny", "v4"} <= set(PRESETS)
+    for name in PRESETS:
+        assert f"{name} (" in text, f"--preset help does not name {name}"
+
+
 def test_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0 and "encode" in result.stdout and "export" in result.stdout
