@@ -26,7 +26,7 @@ from . import hub
 from .atomic_files import save_safetensors
 from .directions import HUB_REVISION, Direction, published_list
 from .errors import CorruptWeightsError, WeightsNotFoundError, require
-from .kinds import ModelKind, kind_of, kind_of_config, kind_of_file
+from .kinds import UPSCALER, ModelKind, kind_of, kind_of_config, kind_of_file, upscaler_layout
 from .safetensors_header import read_safetensors_header
 from .upscalers import PUBLISHED_FACTORS, PUBLISHED_SPACES, UpscalerSpec, parse_filename
 
@@ -115,6 +115,25 @@ def load_weights(path: str | os.PathLike, spec: Spec | None = None) -> LoadedWei
     except Exception as exc:  # safetensors raises its own error types
         raise CorruptWeightsError(f"{path} could not be read as safetensors: {exc}") from exc
     return LoadedWeights(path=path, config=config, state_dict=state_dict, metadata=metadata, kind=kind.name)
+
+
+def upscaler_factor(path: str | os.PathLike, given: float | None = None) -> float:
+    """The factor an upscaler file upscales by: its metadata, else its published-style name, else ``given``
+    (the factor the user asked for: a renamed or home-made file does not say it). Either way the file must
+    be an upscaler whose tensors fit the layout."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"Weights file {path} does not exist.")
+    header, metadata = read_safetensors_header(path)
+    found = kind_of_file(path, header, metadata)
+    if found is not UPSCALER:
+        raise CorruptWeightsError(f"{path} holds {_a(found.layout)} model, not {_a(UPSCALER.layout)} model.")
+    if "constructor" in metadata:
+        config = UPSCALER.config_for(path, header, metadata)
+    else:
+        config = upscaler_layout(path, header, given)
+    check_layout(path, header, config, UPSCALER)
+    return config.factor
 
 
 def _a(noun: str) -> str:
