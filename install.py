@@ -98,7 +98,8 @@ def prefetch(folder: str, settings: dict) -> None:
             f"Latent Interposer: could not download {names}{why}. Generation with the interposer or the "
             f"'Latent (NN)' hires upscaler needs them: put them in {folder} (interposers may also go in "
             f"{os.path.join(folder, 'v4.0')}); get them from {' and '.join(sources.values())} (the others "
-            f"sit next to them). {hub.MIRROR_HINT} The webui starts anyway and tries again at the next start."
+            f"sit next to them). {hub.mirror_hint(for_webui=True)} The webui starts anyway and tries again at the "
+            "next start."
         )
 
 

@@ -221,7 +221,7 @@ def _download_advice(spec: Spec, exc: InterposerError, folder: str | None, args:
     target = folder or "a weights folder"
     return (
         f"{spec.filename()} could not be downloaded: {exc}. Get it from {spec.hub_url(args.revision, args.repo)} "
-        f"and put it in {target}. {hub.MIRROR_HINT}"
+        f"and put it in {target}. {hub.mirror_hint()}"
     )
 
 

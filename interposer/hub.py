@@ -33,10 +33,8 @@ from .errors import InterposerError, require
 PROBE_TIMEOUT_S = 4.0
 # How long a failed request is remembered, so a batch or an X/Y/Z grid does not retry per pass.
 FAILURE_MEMORY_S = 300.0
-MIRROR_HINT = (
-    "If the hub is blocked where you are, point HF_ENDPOINT at a mirror (e.g. HF_ENDPOINT=https://hf-mirror.com) "
-    "and restart."
-)
+DEFAULT_ENDPOINT = "https://huggingface.co"
+EXAMPLE_MIRROR = "https://hf-mirror.com"
 
 
 class HubUnreachableError(InterposerError, ConnectionError):
@@ -67,7 +65,32 @@ class HubFile:
 
 
 def endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def mirror_set() -> bool:
+    """True when ``HF_ENDPOINT`` sends requests somewhere other than huggingface.co."""
+    return endpoint() != DEFAULT_ENDPOINT
+
+
+def mirror_hint(for_webui: bool = False) -> str:
+    """What to try when the hub did not answer, in the words of where the message is shown.
+
+    ``HF_ENDPOINT`` is read when a process starts: a command is simply run again, the webui must be
+    restarted (and is configured in ``webui-user``). With a mirror already set, suggesting to set one
+    would send the user in a circle: the mirror itself is what failed.
+    """
+    again = "restart the webui" if for_webui else "run the command again"
+    if mirror_set():
+        return (
+            f"The mirror at {endpoint()} (HF_ENDPOINT) did not answer: check that it is up, or point HF_ENDPOINT "
+            f"at another mirror (or remove it to use huggingface.co) and {again}."
+        )
+    where = " in webui-user.bat / webui-user.sh" if for_webui else ""
+    return (
+        f"If the hub is blocked where you are, set HF_ENDPOINT to a mirror{where} "
+        f"(e.g. HF_ENDPOINT={EXAMPLE_MIRROR}) and {again}."
+    )
 
 
 def offline() -> bool:

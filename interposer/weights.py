@@ -209,7 +209,9 @@ class WeightsQuery:
 
     ``repo_id`` and ``version`` default to the spec's own (city96's interposer or upscaler repository
     and version), so one query serves both model kinds. ``path`` names the interposer file explicitly,
-    ``upscaler_path`` the upscaler file (a chain of both kinds can use one of each).
+    ``upscaler_path`` the upscaler file (a chain of both kinds can use one of each). ``for_webui`` only
+    changes the advice in messages (the webui's user cannot run a command in its environment and must
+    restart it); it does not change which file is used, so :meth:`key` leaves it out.
     """
 
     path: str | None = None
@@ -221,6 +223,7 @@ class WeightsQuery:
     revision: str = HUB_REVISION
     repo_id: str | None = None
     version: str | None = None
+    for_webui: bool = False
 
     def path_for(self, spec: Spec) -> str | None:
         """The explicit file for this spec's kind, if one was given."""
@@ -289,7 +292,7 @@ def resolve(spec: Spec, query: WeightsQuery) -> Path:
     except hub.HubUnreachableError as exc:
         raise WeightsNotFoundError(
             f"{label} {filename} not found: it is not here and {exc}.{looked_text} {query.where_to_put(spec)} "
-            f"{hub.MIRROR_HINT}"
+            f"{hub.mirror_hint(query.for_webui)}"
         ) from exc
 
 

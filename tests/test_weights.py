@@ -203,3 +203,48 @@ def test_a_lookup_that_may_not_download_touches_nothing(tmp_path):
     with pytest.raises(WeightsNotFoundError, match="automatic download is off"):
         resolve(XL_V1, query)
     assert list(folder.iterdir()) == []
+
+
+def _unreachable_hub(monkeypatch, endpoint: str | None):
+    """resolve() as if the hub (or the mirror ``endpoint``) had failed its one request; nothing goes out."""
+    from interposer import hub
+
+    if endpoint:
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    else:
+        monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+
+    def fail(*args, **kwargs):
+        raise hub.HubUnreachableError(f"the hub at {hub.endpoint()} did not answer within 4 s")
+
+    monkeypatch.setattr(hub, "download", fail)
+
+
+@pytest.mark.parametrize("for_webui", [False, True])
+def test_mirror_hint_without_a_mirror_fits_where_it_is_shown(tmp_path, monkeypatch, for_webui):
+    _unreachable_hub(monkeypatch, None)
+    query = WeightsQuery(folders=[str(tmp_path)], download_dir=str(tmp_path), for_webui=for_webui)
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve(XL_V1, query)
+    message = str(info.value)
+    assert "If the hub is blocked where you are, set HF_ENDPOINT to a mirror" in message
+    assert "HF_ENDPOINT=https://hf-mirror.com" in message
+    if for_webui:
+        assert message.endswith("and restart the webui.") and "run the command again" not in message
+        assert "webui-user" in message
+    else:
+        assert message.endswith("and run the command again.") and "restart" not in message
+
+
+@pytest.mark.parametrize("for_webui", [False, True])
+def test_mirror_hint_with_a_mirror_set_names_the_mirror(tmp_path, monkeypatch, for_webui):
+    _unreachable_hub(monkeypatch, "https://mirror.example.org/")
+    query = WeightsQuery(folders=[str(tmp_path)], download_dir=str(tmp_path), for_webui=for_webui)
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve(XL_V1, query)
+    message = str(info.value)
+    assert "The mirror at https://mirror.example.org (HF_ENDPOINT) did not answer" in message
+    assert "If the hub is blocked" not in message and "set HF_ENDPOINT to a mirror" not in message
+    assert message.endswith("and restart the webui." if for_webui else "and run the command again.")
+    assert query.key(XL_V1) == WeightsQuery(folders=[str(tmp_path)], download_dir=str(tmp_path)).key(XL_V1)
