@@ -19,6 +19,8 @@ No torch here: ``install.py`` uses this module at start-up.
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -168,10 +170,30 @@ def probe(file: HubFile, timeout: float = PROBE_TIMEOUT_S) -> None:
         _remember_failure(message)
         raise HubUnreachableError(message) from exc
     except (OSError, ValueError) as exc:  # refused, timed out, DNS, TLS, a malformed HF_ENDPOINT
-        reason = getattr(exc, "reason", None) or exc
-        message = f"the hub at {endpoint()} did not answer within {timeout:g} s ({reason})"
+        message = f"the hub at {endpoint()} {failure_reason(exc, timeout)}"
         _remember_failure(message)
         raise HubUnreachableError(message) from exc
+
+
+def failure_reason(exc: BaseException, timeout: float = PROBE_TIMEOUT_S) -> str:
+    """What went wrong, in words that point at the fix: a refused connection (nothing listens there: a
+    wrong address or a mirror that is down) is not a timeout (a firewall or a blocked hub drops the
+    packets), and neither is a name that does not resolve or a failed TLS handshake."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc  # urllib wraps the socket's error
+    if isinstance(reason, ConnectionRefusedError):
+        return "refused the connection"
+    if isinstance(reason, TimeoutError):
+        return f"did not answer within {timeout:g} s"
+    if isinstance(reason, socket.gaierror):
+        return f"could not be found (DNS lookup failed: {reason.strerror or reason})"
+    if isinstance(reason, ssl.SSLError):
+        detail = getattr(reason, "verify_message", None) or getattr(reason, "reason", None) or reason
+        return f"failed the TLS handshake ({detail})"
+    if isinstance(reason, ConnectionResetError):
+        return "dropped the connection"
+    if isinstance(exc, ValueError):
+        return f"is not a usable address ({exc}); check HF_ENDPOINT"
+    return f"could not be reached ({reason})"
 
 
 def download(

@@ -9,10 +9,13 @@ not a speed: the time bound is far above one probe timeout and far below one ret
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 
 import pytest
 from conftest import REPO
@@ -99,3 +102,37 @@ def test_probe_failure_memory_expires(monkeypatch):
         time.sleep(0.3)
         assert dead.connections == 2  # the memory expired: asked once more
     hub.forget_failures()
+
+
+def test_a_refused_connection_is_not_called_a_timeout(monkeypatch):
+    hub.forget_failures()
+    file = hub.HubFile("city96/SD-Latent-Interposer", "x.safetensors", "v4.0")
+    with DeadEndpoint("refuse") as dead:
+        monkeypatch.setenv("HF_ENDPOINT", dead.endpoint)
+        with pytest.raises(hub.HubUnreachableError) as refused:
+            hub.probe(file, timeout=0.5)
+    assert str(refused.value) == f"the hub at {dead.endpoint} refused the connection"
+    hub.forget_failures()
+    with DeadEndpoint("silent") as dead:
+        monkeypatch.setenv("HF_ENDPOINT", dead.endpoint)
+        with pytest.raises(hub.HubUnreachableError) as silent:
+            hub.probe(file, timeout=0.5)
+    assert str(silent.value) == f"the hub at {dead.endpoint} did not answer within 0.5 s"
+    hub.forget_failures()
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (socket.gaierror(-2, "Name or service not known"), "could not be found (DNS lookup failed: Name or service "
+                                                           "not known)"),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), "failed the TLS handshake"),
+        (ConnectionResetError(104, "Connection reset by peer"), "dropped the connection"),
+        (OSError(101, "Network is unreachable"), "could not be reached ([Errno 101] Network is unreachable)"),
+    ],
+)  # fmt: skip
+def test_other_failures_name_their_reason(error, expected):
+    """No live DNS or TLS here: the errors urllib raises for them, as it wraps them."""
+    for raised in (urllib.error.URLError(error), error):  # wrapped while connecting, bare while reading
+        reason = hub.failure_reason(raised, 4.0)
+        assert reason.startswith(expected) and "did not answer" not in reason
