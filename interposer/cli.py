@@ -219,8 +219,9 @@ def _download_advice(spec: Spec, exc: InterposerError, folder: str | None, args:
     if not isinstance(exc, hub.HubUnreachableError):
         return str(exc)
     target = folder or "a weights folder"
+    urls = spec.hub_file(args.revision, args.repo).urls_text
     return (
-        f"{spec.filename()} could not be downloaded: {exc}. Get it from {spec.hub_url(args.revision, args.repo)} "
+        f"{spec.filename()} could not be downloaded: {exc}. Get it from {urls} "
         f"and put it in {target}. {hub.mirror_hint()}"
     )
 

@@ -63,7 +63,22 @@ class HubFile:
     @property
     def url(self) -> str:
         """Browser/download URL (for messages and manual downloads), on the configured endpoint."""
-        return f"{endpoint()}/{self.repo_id}/resolve/{self.revision}/{self.path_in_repo}"
+        return self.url_on(endpoint())
+
+    def url_on(self, base: str) -> str:
+        return f"{base.rstrip('/')}/{self.repo_id}/resolve/{self.revision}/{self.path_in_repo}"
+
+    @property
+    def urls(self) -> list[str]:
+        """Where to download the file by hand: the configured endpoint's URL and, when that is a mirror,
+        huggingface.co's too (the mirror may be the thing that is down)."""
+        official = self.url_on(DEFAULT_ENDPOINT)
+        return [official] if self.url == official else [self.url, official]
+
+    @property
+    def urls_text(self) -> str:
+        """:attr:`urls` for a sentence: ``URL`` or ``MIRROR_URL or HUB_URL``."""
+        return " or ".join(self.urls)
 
 
 def endpoint() -> str:

@@ -235,8 +235,9 @@ class WeightsQuery:
     def where_to_put(self, spec: Spec) -> str:
         folder = self.download_dir or (self.folders[0] if self.folders else None)
         target = f"the folder {folder}" if folder else "a folder passed with --weights-dir"
+        urls = spec.hub_file(self.revision, self.repo_id).urls_text
         return (
-            f"Download {spec.filename(self.version_for(spec))} from {spec.hub_url(self.revision, self.repo_id)} "
+            f"Download {spec.filename(self.version_for(spec))} from {urls} "
             f"and put it in {target} (or run `python -m interposer download {spec.name}"
             + (f" --dir {folder}`)." if folder else "`).")
         )

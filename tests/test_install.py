@@ -87,6 +87,9 @@ def test_unreachable_hub_costs_one_quick_attempt_and_one_paragraph(mode, tmp_pat
     assert "and restart the webui." in result.stdout and "run the command again" not in result.stdout
     assert "enable downloads" not in result.stdout  # downloads are on: that advice would not apply
     assert f"{dead.endpoint}/city96/SD-Latent-Upscaler/resolve/main/" in result.stdout
+    official = "or from huggingface.co: https://huggingface.co/city96/SD-Latent-Interposer/resolve/main/v4.0/"
+    assert official in result.stdout  # the mirror is down: huggingface.co is the other place to get them
+    assert "https://huggingface.co/city96/SD-Latent-Upscaler/resolve/main/latent-upscaler-v2.1_SD" in result.stdout
     assert connections <= 1  # one attempt for all ten files
     assert elapsed < 30, elapsed
     assert not (tmp_path / "models" / "LatentInterposer").exists() or not any(

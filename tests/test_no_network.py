@@ -23,6 +23,7 @@ from hub_server import DeadEndpoint
 
 from interposer import hub
 
+HUB_URL = "https://huggingface.co/city96/SD-Latent-Interposer/resolve/main/v4.0/xl-to-v1_interposer-v4.0.safetensors"
 TWO_LOOKUPS = textwrap.dedent(
     """
     import sys, time
@@ -60,6 +61,7 @@ def test_generation_lookups_fail_fast_once_and_then_from_memory(mode, tmp_path):
     for message in (first, second):
         assert "xl-to-v1_interposer-v4.0.safetensors" in message and str(folder) in message
         assert f"{dead.endpoint}/city96/SD-Latent-Interposer/resolve/main/v4.0/" in message
+        assert f"or {HUB_URL}" in message  # the mirror is down: huggingface.co is the other place to get it
         assert "HF_ENDPOINT" in message
         assert f"The mirror at {dead.endpoint} (HF_ENDPOINT) did not answer" in message  # it is set: no "set it"
         assert "If the hub is blocked" not in message and "restart" not in message  # nothing to restart here
@@ -81,6 +83,7 @@ def test_cli_download_offline_says_url_and_folder(mode, tmp_path):
     assert len(errors) == 1 and errors[0].startswith("error: xl-to-v1:"), result.stderr
     assert "Traceback" not in result.stderr
     assert f"{dead.endpoint}/city96/SD-Latent-Interposer/resolve/main/v4.0/xl-to-v1" in errors[0]
+    assert f"or {HUB_URL}" in errors[0]
     assert str(folder) in errors[0] and "HF_ENDPOINT" in errors[0]
     assert f"The mirror at {dead.endpoint} (HF_ENDPOINT) did not answer" in errors[0]
     assert errors[0].endswith("and run the command again.") and "restart" not in errors[0]

@@ -62,6 +62,15 @@ def test_missing_and_offline_error_names_file_folder_and_url(tmp_path):
         in message
     )
     assert "automatic download is off" in message
+    assert message.count("https://") == 1  # no mirror set: one URL, huggingface.co's
+
+
+def test_with_a_mirror_set_the_message_also_names_huggingface_co(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "https://mirror.example.org")
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve(XL_V1, WeightsQuery(folders=[str(tmp_path)], allow_download=False))
+    path = "city96/SD-Latent-Interposer/resolve/main/v4.0/xl-to-v1_interposer-v4.0.safetensors"
+    assert f"from https://mirror.example.org/{path} or https://huggingface.co/{path} " in str(info.value)
 
 
 def test_unpublished_direction_lists_the_published_ones(tmp_path):
