@@ -33,6 +33,9 @@ from .upscalers import PUBLISHED_FACTORS, PUBLISHED_SPACES, UpscalerSpec, parse_
 log = logging.getLogger(__name__)
 
 Spec = Direction | UpscalerSpec
+# The webui's settings as its Settings page shows them (labels in interposer/a1111/options.py).
+WEBUI_DOWNLOAD_SETTING = "Settings → Latent Interposer → Download missing weights from the Hugging Face hub"
+WEBUI_WEIGHTS_FOLDER_SETTING = "Settings → Latent Interposer → Weights folder"
 FORMAT_NAME = "interposer-v4"  # kept for callers that name the interposer format
 TRAINED_KEY = "trained"  # metadata key `python -m training export` sets to "true"
 _WEIGHT_DTYPES = {"F32", "F16", "BF16"}
@@ -233,14 +236,27 @@ class WeightsQuery:
         return self.version or spec.default_version
 
     def where_to_put(self, spec: Spec) -> str:
+        """How to get the file by hand, in terms the reader can act on where the message is shown.
+
+        From the CLI: a runnable ``python -m interposer download NAME --dir FOLDER``. From the webui: no
+        command (the webui's Python and folder are not the user's shell's, and the package is not installed
+        in its venv), but the URL(s), the exact folder, and the setting that lets the webui download it.
+        """
         folder = self.download_dir or (self.folders[0] if self.folders else None)
-        target = f"the folder {folder}" if folder else "a folder passed with --weights-dir"
         urls = spec.hub_file(self.revision, self.repo_id).urls_text
-        return (
-            f"Download {spec.filename(self.version_for(spec))} from {urls} "
-            f"and put it in {target} (or run `python -m interposer download {spec.name}"
-            + (f" --dir {folder}`)." if folder else "`).")
-        )
+        get = f"Download {spec.filename(self.version_for(spec))} from {urls} and put it in"
+        return self._webui_advice(get, folder) if self.for_webui else self._cli_advice(get, folder, spec)
+
+    def _webui_advice(self, get: str, folder: str | None) -> str:
+        target = f"the folder {folder}" if folder else f"the webui's weights folder ({WEBUI_WEIGHTS_FOLDER_SETTING})"
+        setting = "" if self.allow_download else f" Or turn on {WEBUI_DOWNLOAD_SETTING} to let the webui fetch it."
+        return f"{get} {target}.{setting}"
+
+    @staticmethod
+    def _cli_advice(get: str, folder: str | None, spec: Spec) -> str:
+        target = f"the folder {folder}" if folder else "a folder passed with --weights-dir"
+        command = f"python -m interposer download {spec.name}" + (f" --dir {folder}" if folder else "")
+        return f"{get} {target} (or run `{command}`)."
 
     def key(self, spec: Spec) -> tuple:
         """Cache key: the spec and every field that changes the answer."""

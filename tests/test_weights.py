@@ -257,3 +257,40 @@ def test_mirror_hint_with_a_mirror_set_names_the_mirror(tmp_path, monkeypatch, f
     assert "If the hub is blocked" not in message and "set HF_ENDPOINT to a mirror" not in message
     assert message.endswith("and restart the webui." if for_webui else "and run the command again.")
     assert query.key(XL_V1) == WeightsQuery(folders=[str(tmp_path)], download_dir=str(tmp_path)).key(XL_V1)
+
+
+def test_webui_message_names_urls_folder_and_setting_and_no_command(tmp_path):
+    """The webui cannot run `python -m interposer` for its user: the URL, the folder and the setting instead."""
+    from interposer.a1111.options import SECTION, SETTINGS_BY_KEY
+    from interposer.upscalers import upscaler
+
+    folder = tmp_path / "models" / "LatentInterposer"
+    setting = f"Settings → {SECTION[1]} → {SETTINGS_BY_KEY['latent_interposer_allow_download'].label}"
+    for spec in (XL_V1, upscaler("v1-x1.25")):
+        query = WeightsQuery(folders=(str(folder),), allow_download=False, download_dir=str(folder), for_webui=True)
+        with pytest.raises(WeightsNotFoundError) as info:
+            resolve(spec, query)
+        message = str(info.value)
+        assert f"Download {spec.filename()} from {spec.hub_url()} and put it in the folder {folder}." in message
+        assert message.endswith(f"Or turn on {setting} to let the webui fetch it.")
+        assert "python -m" not in message and "--dir" not in message and "--weights-dir" not in message
+
+
+def test_webui_message_with_downloads_on_does_not_point_at_the_setting(tmp_path, monkeypatch):
+    _unreachable_hub(monkeypatch, None)
+    folder = tmp_path / "models" / "LatentInterposer"
+    query = WeightsQuery(folders=(str(folder),), download_dir=str(folder), for_webui=True)
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve(XL_V1, query)
+    message = str(info.value)
+    assert f"from {XL_V1.hub_url()} and put it in the folder {folder}." in message
+    assert "Settings →" not in message and "python -m" not in message
+
+
+def test_cli_message_keeps_a_runnable_download_command(tmp_path):
+    folder = tmp_path / "weights"
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve(XL_V1, WeightsQuery(folders=(str(folder),), allow_download=False))
+    message = str(info.value)
+    assert f"put it in the folder {folder} (or run `python -m interposer download xl-to-v1 --dir {folder}`)." in message
+    assert "Settings →" not in message
