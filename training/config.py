@@ -1,8 +1,8 @@
 """Training configuration: one dataclass, presets, a config file (JSON, or TOML on Python 3.11+),
 and ``key=value`` overrides from the command line, applied in that order.
 
-The resolved configuration is written into every checkpoint and into the run folder
-(``config.json``), so a run can always be reproduced or resumed without the original file.
+The resolved configuration is written into every checkpoint (for ``--resume``) and into the run folder
+(``config.json``, without this machine's ``data`` and ``out``: give ``--data`` to reproduce a run from it).
 """
 
 from __future__ import annotations
