@@ -91,15 +91,27 @@ def prefetch(folder: str, settings: dict) -> None:
     if failed:
         names = ", ".join(spec.filename() for spec in failed)
         why = f" ({reason})" if reason else ""
-        sources = {}
-        for spec in failed:  # one example URL per hub repository
-            sources.setdefault(spec.hub_repo_id, spec.hub_url())
+        examples = {}
+        for spec in failed:  # one example file per hub repository
+            examples.setdefault(spec.hub_repo_id, spec.hub_file())
         print(
             f"Latent Interposer: could not download {names}{why}. Generation with the interposer or the "
             f"'Latent (NN)' hires upscaler needs them: put them in {folder} (interposers may also go in "
-            f"{os.path.join(folder, 'v4.0')}); get them from {' and '.join(sources.values())} (the others "
-            f"sit next to them). {hub.MIRROR_HINT} The webui starts anyway and tries again at the next start."
+            f"{os.path.join(folder, 'v4.0')}); get them from {_sources(list(examples.values()))} (the others "
+            f"sit next to them). {hub.mirror_hint(for_webui=True)} The webui starts anyway and tries again at the "
+            "next start."
         )
+
+
+def _sources(files: list) -> str:
+    """Download URLs of ``files`` (hub.HubFile) for the message: the configured endpoint's, and with a mirror
+    set huggingface.co's too (the mirror may be what is down)."""
+    from interposer import hub
+
+    text = " and ".join(file.url for file in files)
+    if hub.mirror_set():
+        text += " (or from huggingface.co: " + " and ".join(file.url_on(hub.DEFAULT_ENDPOINT) for file in files) + ")"
+    return text
 
 
 def main() -> None:

@@ -20,7 +20,15 @@ from .runtime import ORDERS, PRECISIONS, Converter
 from .safetensors_header import read_safetensors_header
 from .spaces import SPACES, get_space
 from .upscalers import PUBLISHED_FACTORS, UpscalerSpec, parse_filename, published_upscalers, upscaler
-from .weights import Spec, WeightsQuery, download_from_hub, find_local, load_weights, quarantine
+from .weights import (
+    Spec,
+    WeightsQuery,
+    download_from_hub,
+    find_local,
+    load_weights,
+    quarantine,
+    upscaler_factor,
+)
 
 ENV_WEIGHTS_DIR = "INTERPOSER_WEIGHTS_DIR"
 
@@ -211,9 +219,10 @@ def _download_advice(spec: Spec, exc: InterposerError, folder: str | None, args:
     if not isinstance(exc, hub.HubUnreachableError):
         return str(exc)
     target = folder or "a weights folder"
+    urls = spec.hub_file(args.revision, args.repo).urls_text
     return (
-        f"{spec.filename()} could not be downloaded: {exc}. Get it from {spec.hub_url(args.revision, args.repo)} "
-        f"and put it in {target}. {hub.MIRROR_HINT}"
+        f"{spec.filename()} could not be downloaded: {exc}. Get it from {urls} "
+        f"and put it in {target}. {hub.mirror_hint()}"
     )
 
 
@@ -234,7 +243,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         meta.update(direction=dirn.name, weights=report.version)
     else:
         if args.upscaler_weights:
-            factor = load_weights(args.upscaler_weights).config.factor
+            factor = upscaler_factor(args.upscaler_weights, args.upscale)
             converter = converter.with_options(upscale_factors=(factor,))
         converted, reports = converter.run_convert_upscale(
             tensor, src, dst, factor=args.upscale, scaled=scaled, order=args.order

@@ -19,6 +19,8 @@ No torch here: ``install.py`` uses this module at start-up.
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -33,10 +35,8 @@ from .errors import InterposerError, require
 PROBE_TIMEOUT_S = 4.0
 # How long a failed request is remembered, so a batch or an X/Y/Z grid does not retry per pass.
 FAILURE_MEMORY_S = 300.0
-MIRROR_HINT = (
-    "If the hub is blocked where you are, point HF_ENDPOINT at a mirror (e.g. HF_ENDPOINT=https://hf-mirror.com) "
-    "and restart."
-)
+DEFAULT_ENDPOINT = "https://huggingface.co"
+EXAMPLE_MIRROR = "https://hf-mirror.com"
 
 
 class HubUnreachableError(InterposerError, ConnectionError):
@@ -63,11 +63,51 @@ class HubFile:
     @property
     def url(self) -> str:
         """Browser/download URL (for messages and manual downloads), on the configured endpoint."""
-        return f"{endpoint()}/{self.repo_id}/resolve/{self.revision}/{self.path_in_repo}"
+        return self.url_on(endpoint())
+
+    def url_on(self, base: str) -> str:
+        return f"{base.rstrip('/')}/{self.repo_id}/resolve/{self.revision}/{self.path_in_repo}"
+
+    @property
+    def urls(self) -> list[str]:
+        """Where to download the file by hand: the configured endpoint's URL and, when that is a mirror,
+        huggingface.co's too (the mirror may be the thing that is down)."""
+        official = self.url_on(DEFAULT_ENDPOINT)
+        return [official] if self.url == official else [self.url, official]
+
+    @property
+    def urls_text(self) -> str:
+        """:attr:`urls` for a sentence: ``URL`` or ``MIRROR_URL or HUB_URL``."""
+        return " or ".join(self.urls)
 
 
 def endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def mirror_set() -> bool:
+    """True when ``HF_ENDPOINT`` sends requests somewhere other than huggingface.co."""
+    return endpoint() != DEFAULT_ENDPOINT
+
+
+def mirror_hint(for_webui: bool = False) -> str:
+    """What to try when the hub did not answer, in the words of where the message is shown.
+
+    ``HF_ENDPOINT`` is read when a process starts: a command is simply run again, the webui must be
+    restarted (and is configured in ``webui-user``). With a mirror already set, suggesting to set one
+    would send the user in a circle: the mirror itself is what failed.
+    """
+    again = "restart the webui" if for_webui else "run the command again"
+    if mirror_set():
+        return (
+            f"The mirror at {endpoint()} (HF_ENDPOINT) did not answer: check that it is up, or point HF_ENDPOINT "
+            f"at another mirror (or remove it to use huggingface.co) and {again}."
+        )
+    where = " in webui-user.bat / webui-user.sh" if for_webui else ""
+    return (
+        f"If the hub is blocked where you are, set HF_ENDPOINT to a mirror{where} "
+        f"(e.g. HF_ENDPOINT={EXAMPLE_MIRROR}) and {again}."
+    )
 
 
 def offline() -> bool:
@@ -145,10 +185,30 @@ def probe(file: HubFile, timeout: float = PROBE_TIMEOUT_S) -> None:
         _remember_failure(message)
         raise HubUnreachableError(message) from exc
     except (OSError, ValueError) as exc:  # refused, timed out, DNS, TLS, a malformed HF_ENDPOINT
-        reason = getattr(exc, "reason", None) or exc
-        message = f"the hub at {endpoint()} did not answer within {timeout:g} s ({reason})"
+        message = f"the hub at {endpoint()} {failure_reason(exc, timeout)}"
         _remember_failure(message)
         raise HubUnreachableError(message) from exc
+
+
+def failure_reason(exc: BaseException, timeout: float = PROBE_TIMEOUT_S) -> str:
+    """What went wrong, in words that point at the fix: a refused connection (nothing listens there: a
+    wrong address or a mirror that is down) is not a timeout (a firewall or a blocked hub drops the
+    packets), and neither is a name that does not resolve or a failed TLS handshake."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc  # urllib wraps the socket's error
+    if isinstance(reason, ConnectionRefusedError):
+        return "refused the connection"
+    if isinstance(reason, TimeoutError):
+        return f"did not answer within {timeout:g} s"
+    if isinstance(reason, socket.gaierror):
+        return f"could not be found (DNS lookup failed: {reason.strerror or reason})"
+    if isinstance(reason, ssl.SSLError):
+        detail = getattr(reason, "verify_message", None) or getattr(reason, "reason", None) or reason
+        return f"failed the TLS handshake ({detail})"
+    if isinstance(reason, ConnectionResetError):
+        return "dropped the connection"
+    if isinstance(exc, ValueError):
+        return f"is not a usable address ({exc}); check HF_ENDPOINT"
+    return f"could not be reached ({reason})"
 
 
 def download(

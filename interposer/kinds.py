@@ -100,17 +100,22 @@ INTERPOSER = ModelKind(
 
 
 def _upscaler_config(path: Path, header: Header, spec: Any) -> UpscalerConfig:
+    return upscaler_layout(path, header, spec.factor if spec is not None else None)
+
+
+def upscaler_layout(path: Path, header: Header, factor: float | None = None) -> UpscalerConfig:
+    """The constructor arguments an upscaler file's shapes imply. The factor is not in the shapes:
+    published files carry no metadata, so their name says it; a file named otherwise upscales by
+    ``factor``, the one it is used for (a spec's, or the user's ``--upscale``)."""
     convs = sorted(int(m[1]) for key in header if (m := re.match(r"sequential\.(\d+)\.weight$", key)))
     if len(convs) < 2 or convs[0] != 0:
         raise CorruptWeightsError(f"{path} is not a latent upscaler v2 file: it lacks 'sequential.0.weight'.")
     ch_mid, ch_in = header["sequential.0.weight"]["shape"][:2]
     ch_out = header[f"sequential.{convs[-1]}.weight"]["shape"][0]
-    parsed = parse_filename(path.name)  # published files carry no metadata: the name says the factor
+    parsed = parse_filename(path.name)
     if parsed is not None:
         factor = parsed[2]
-    elif spec is not None:
-        factor = spec.factor
-    else:
+    elif factor is None:
         raise CorruptWeightsError(
             f"{path}: cannot tell its upscale factor (no 'constructor' metadata, and the name is not like "
             "latent-upscaler-v2.1_SDv1-x2.0.safetensors)."

@@ -153,7 +153,7 @@ def _from_hub(space: LatentSpace, part: str, local_files_only: bool) -> Path:
             except hub.HubEntryMissingError as exc:  # the repo keeps the other layout: try the next name
                 reason = str(exc)
             except hub.HubUnreachableError as exc:
-                reason = f"{exc}. {hub.MIRROR_HINT}"
+                reason = f"{exc}. {hub.mirror_hint()}"
                 break
     raise WeightsNotFoundError(
         f"Could not get the TAESD {part} for {space.name} from the hub repo {repo}: {reason} "

@@ -26,13 +26,16 @@ from . import hub
 from .atomic_files import save_safetensors
 from .directions import HUB_REVISION, Direction, published_list
 from .errors import CorruptWeightsError, WeightsNotFoundError, require
-from .kinds import ModelKind, kind_of, kind_of_config, kind_of_file
+from .kinds import UPSCALER, ModelKind, kind_of, kind_of_config, kind_of_file, upscaler_layout
 from .safetensors_header import read_safetensors_header
 from .upscalers import PUBLISHED_FACTORS, PUBLISHED_SPACES, UpscalerSpec, parse_filename
 
 log = logging.getLogger(__name__)
 
 Spec = Direction | UpscalerSpec
+# The webui's settings as its Settings page shows them (labels in interposer/a1111/options.py).
+WEBUI_DOWNLOAD_SETTING = "Settings → Latent Interposer → Download missing weights from the Hugging Face hub"
+WEBUI_WEIGHTS_FOLDER_SETTING = "Settings → Latent Interposer → Weights folder"
 FORMAT_NAME = "interposer-v4"  # kept for callers that name the interposer format
 TRAINED_KEY = "trained"  # metadata key `python -m training export` sets to "true"
 _WEIGHT_DTYPES = {"F32", "F16", "BF16"}
@@ -117,6 +120,25 @@ def load_weights(path: str | os.PathLike, spec: Spec | None = None) -> LoadedWei
     return LoadedWeights(path=path, config=config, state_dict=state_dict, metadata=metadata, kind=kind.name)
 
 
+def upscaler_factor(path: str | os.PathLike, given: float | None = None) -> float:
+    """The factor an upscaler file upscales by: its metadata, else its published-style name, else ``given``
+    (the factor the user asked for: a renamed or home-made file does not say it). Either way the file must
+    be an upscaler whose tensors fit the layout."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"Weights file {path} does not exist.")
+    header, metadata = read_safetensors_header(path)
+    found = kind_of_file(path, header, metadata)
+    if found is not UPSCALER:
+        raise CorruptWeightsError(f"{path} holds {_a(found.layout)} model, not {_a(UPSCALER.layout)} model.")
+    if "constructor" in metadata:
+        config = UPSCALER.config_for(path, header, metadata)
+    else:
+        config = upscaler_layout(path, header, given)
+    check_layout(path, header, config, UPSCALER)
+    return config.factor
+
+
 def _a(noun: str) -> str:
     return ("an " if noun[0] in "aeiou" else "a ") + noun
 
@@ -190,7 +212,9 @@ class WeightsQuery:
 
     ``repo_id`` and ``version`` default to the spec's own (city96's interposer or upscaler repository
     and version), so one query serves both model kinds. ``path`` names the interposer file explicitly,
-    ``upscaler_path`` the upscaler file (a chain of both kinds can use one of each).
+    ``upscaler_path`` the upscaler file (a chain of both kinds can use one of each). ``for_webui`` only
+    changes the advice in messages (the webui's user cannot run a command in its environment and must
+    restart it); it does not change which file is used, so :meth:`key` leaves it out.
     """
 
     path: str | None = None
@@ -202,6 +226,7 @@ class WeightsQuery:
     revision: str = HUB_REVISION
     repo_id: str | None = None
     version: str | None = None
+    for_webui: bool = False
 
     def path_for(self, spec: Spec) -> str | None:
         """The explicit file for this spec's kind, if one was given."""
@@ -211,13 +236,27 @@ class WeightsQuery:
         return self.version or spec.default_version
 
     def where_to_put(self, spec: Spec) -> str:
+        """How to get the file by hand, in terms the reader can act on where the message is shown.
+
+        From the CLI: a runnable ``python -m interposer download NAME --dir FOLDER``. From the webui: no
+        command (the webui's Python and folder are not the user's shell's, and the package is not installed
+        in its venv), but the URL(s), the exact folder, and the setting that lets the webui download it.
+        """
         folder = self.download_dir or (self.folders[0] if self.folders else None)
+        urls = spec.hub_file(self.revision, self.repo_id).urls_text
+        get = f"Download {spec.filename(self.version_for(spec))} from {urls} and put it in"
+        return self._webui_advice(get, folder) if self.for_webui else self._cli_advice(get, folder, spec)
+
+    def _webui_advice(self, get: str, folder: str | None) -> str:
+        target = f"the folder {folder}" if folder else f"the webui's weights folder ({WEBUI_WEIGHTS_FOLDER_SETTING})"
+        setting = "" if self.allow_download else f" Or turn on {WEBUI_DOWNLOAD_SETTING} to let the webui fetch it."
+        return f"{get} {target}.{setting}"
+
+    @staticmethod
+    def _cli_advice(get: str, folder: str | None, spec: Spec) -> str:
         target = f"the folder {folder}" if folder else "a folder passed with --weights-dir"
-        return (
-            f"Download {spec.filename(self.version_for(spec))} from {spec.hub_url(self.revision, self.repo_id)} "
-            f"and put it in {target} (or run `python -m interposer download {spec.name}"
-            + (f" --dir {folder}`)." if folder else "`).")
-        )
+        command = f"python -m interposer download {spec.name}" + (f" --dir {folder}" if folder else "")
+        return f"{get} {target} (or run `{command}`)."
 
     def key(self, spec: Spec) -> tuple:
         """Cache key: the spec and every field that changes the answer."""
@@ -270,7 +309,7 @@ def resolve(spec: Spec, query: WeightsQuery) -> Path:
     except hub.HubUnreachableError as exc:
         raise WeightsNotFoundError(
             f"{label} {filename} not found: it is not here and {exc}.{looked_text} {query.where_to_put(spec)} "
-            f"{hub.MIRROR_HINT}"
+            f"{hub.mirror_hint(query.for_webui)}"
         ) from exc
 
 

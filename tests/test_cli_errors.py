@@ -133,6 +133,31 @@ def test_convert_upscale_in_one_family_and_across(tmp_path, capsys, linear_weigh
     assert "nothing to convert (add --upscale FACTOR)" in capsys.readouterr().err
 
 
+def test_upscaler_file_with_any_name_upscales_by_the_given_factor(tmp_path, capsys):
+    """A renamed upscaler (no metadata, not the published name) is used at the factor --upscale gives;
+    its tensors are still checked against the layout."""
+    fixture = UPSCALER.parent / "latent-upscaler-v2.1_SDv1-x1.25_random"
+    renamed = tmp_path / "my upscaler.safetensors"
+    shutil.copyfile(f"{fixture}.safetensors", renamed)
+    io = load_file(f"{fixture}_io.safetensors")
+    save_file({"samples": io["input"]}, str(tmp_path / "v1.safetensors"))
+    code = main(["convert", str(tmp_path / "v1.safetensors"), str(tmp_path / "up.safetensors"), "--src", "v1",
+                 "--dst", "v1", "--upscale", "1.25", "--raw", "--upscaler-weights", str(renamed), "--no-download",
+                 "--device", "cpu", "--precision", "fp32"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert "v1 x1.25 (1, 4, 16, 24) -> (1, 4, 20, 30)" in capsys.readouterr().out
+    assert torch.allclose(load_file(tmp_path / "up.safetensors")["samples"], io["output"], atol=1e-4)
+    state = load_file(renamed)
+    del state["sequential.36.bias"]
+    save_file(state, str(renamed))
+    code = main(["convert", str(tmp_path / "v1.safetensors"), str(tmp_path / "up2.safetensors"), "--src", "v1",
+                 "--dst", "v1", "--upscale", "1.25", "--upscaler-weights", str(renamed), "--no-download"])  # fmt: skip
+    one_error_line(capsys, code, "does not match the latent upscaler v2.1 layout")
+    code = main(["convert", str(tmp_path / "v1.safetensors"), str(tmp_path / "up3.safetensors"), "--src", "v1",
+                 "--dst", "v1", "--upscale", "1.25", "--upscaler-weights", FIXTURE, "--no-download"])  # fmt: skip
+    one_error_line(capsys, code, "holds an interposer v4 model, not a latent upscaler v2.1 model")
+
+
 def test_training_cli_errors_are_one_line_too(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     code = training_main(["encode", str(PHOTOS), str(tmp_path / "afile" / "data"), "--families", "v1", "xl",

@@ -103,8 +103,14 @@ def test_unreachable_hub_costs_one_quick_attempt_and_one_paragraph(mode, tmp_pat
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("Latent Interposer:") == 1
     assert "HF_ENDPOINT" in result.stdout and "did not answer" in result.stdout
+    assert f"The mirror at {dead.endpoint} (HF_ENDPOINT) did not answer" in result.stdout  # set: no "set it"
+    assert "If the hub is blocked" not in result.stdout
+    assert "and restart the webui." in result.stdout and "run the command again" not in result.stdout
     assert "enable downloads" not in result.stdout  # downloads are on: that advice would not apply
     assert f"{dead.endpoint}/city96/SD-Latent-Upscaler/resolve/main/" in result.stdout
+    official = "or from huggingface.co: https://huggingface.co/city96/SD-Latent-Interposer/resolve/main/v4.0/"
+    assert official in result.stdout  # the mirror is down: huggingface.co is the other place to get them
+    assert "https://huggingface.co/city96/SD-Latent-Upscaler/resolve/main/latent-upscaler-v2.1_SD" in result.stdout
     assert connections <= 1  # one attempt for all ten files
     assert elapsed < 30, elapsed
     assert not (tmp_path / "models" / "LatentInterposer").exists() or not any(

@@ -3,8 +3,10 @@ exact resume, and one error path per command. Tiny sizes: this is a test of the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -217,6 +219,95 @@ def test_export_loads_in_interposer_and_the_webui_lookup(run, tmp_path, capsys):
     assert json.loads(load_weights(folder / "xl-to-v1_interposer-raw.safetensors").metadata["training"])["ema"] is False
 
 
+def _strings(value):
+    """Every string in a JSON-like value (keys too), JSON strings opened up."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+        if value.startswith(("{", "[")):  # metadata values are strings: "training" and "constructor" hold JSON
+            yield from _strings(json.loads(value))
+
+
+def _machine_paths(value, *roots) -> list[str]:
+    """Strings that give away where things were: rooted paths, ~, or this machine's folders."""
+    home = str(Path.home())
+    places = [str(r) for r in roots] + [str(Path.cwd()), str(REPO)] + ([home] if home != "/" else [])
+    return [s for s in _strings(value) if s.startswith(("/", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", s)
+            or any(place in s for place in places)]  # fmt: skip
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_exported_metadata_summary_and_config_name_no_machine_paths(run, data, tmp_path):
+    """Published weights must not publish the trainer's home folder: the data and VAEs are named by what
+    identifies them (names, hashes), never by where they were."""
+    assert main(["export", str(run), "--tag", "shared", "--out-dir", str(tmp_path)]) == 0
+    metadata = load_weights(tmp_path / "xl-to-v1_interposer-shared.safetensors", XL_V1).metadata
+    summary = json.loads((run / "summary.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    for name, shared in (("metadata", metadata), ("summary.json", summary), ("config.json", config)):
+        assert not _machine_paths(shared, run.parent, data.parent, TAESD_DIR), (name, _machine_paths(shared))
+    training = json.loads(metadata["training"])
+    for recorded in (training["data"], summary["data"]):
+        assert recorded["manifest_sha256"] == _sha256(data / "manifest.json")
+        assert recorded["name"] == "data" and recorded["folders"] == ["images"] and recorded["images"] == 3
+        files = {n: _sha256(TAESD_DIR / n) for n in ("taesdxl_encoder.safetensors", "taesdxl_decoder.safetensors")}
+        assert recorded["vaes"]["xl"] == {"family": "xl", "kind": "taesd", "name": TAESD_DIR.name, "files": files}
+    assert training["config"]["data"] == config["data"] == "" and config["out"] == ""
+    assert training["config"]["ch_mid"] == config["ch_mid"] == 8
+    assert summary["checkpoint"] == "checkpoints/step-0000012.safetensors"
+    # The run's own checkpoint keeps the data folder: resume on this machine needs it.
+    assert load_checkpoint(run)[1]["config"]["data"] == str(data)
+
+
+def test_export_of_a_checkpoint_that_recorded_paths_shares_none(run, data, tmp_path):
+    """Checkpoints written before summaries were made portable recorded VAE and data locations."""
+    from training.checkpoint import save_checkpoint
+
+    groups, state = load_checkpoint(run)
+    state["data"] = {"images": 3, "vaes": {
+        "xl": {"family": "xl", "kind": "taesd", "source": str(TAESD_DIR)},
+        "v1": {"family": "v1", "kind": "diffusers", "source": str(tmp_path / "gone" / "vae-ft-mse.safetensors")},
+    }}  # fmt: skip
+    old = save_checkpoint(tmp_path / "old" / "step-0000012.safetensors", groups, state)
+    assert main(["export", str(old), "--tag", "old", "--out-dir", str(tmp_path)]) == 0
+    metadata = load_weights(tmp_path / "xl-to-v1_interposer-old.safetensors", XL_V1).metadata
+    assert not _machine_paths(metadata, tmp_path, data.parent, TAESD_DIR)
+    vaes = json.loads(metadata["training"])["data"]["vaes"]
+    assert vaes["v1"] == {"family": "v1", "kind": "diffusers", "name": "vae-ft-mse.safetensors"}
+    assert vaes["xl"]["files"]["taesdxl_encoder.safetensors"] == _sha256(TAESD_DIR / "taesdxl_encoder.safetensors")
+
+
+def test_vae_identity_names_files_and_hubs_not_places(tmp_path):
+    from training.provenance import vae_identity
+
+    folder = tmp_path / "alice" / "sdxl-vae"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "diffusion_pytorch_model.safetensors").write_bytes(b"weights")
+    cases = {
+        str(folder): {"name": "sdxl-vae", "files": {"config.json": _sha256(folder / "config.json"),
+                      "diffusion_pytorch_model.safetensors": _sha256(folder / "diffusion_pytorch_model.safetensors")}},
+        "madebyollin/sdxl-vae-fp16-fix": {"name": "madebyollin/sdxl-vae-fp16-fix",
+                                          "hub": "madebyollin/sdxl-vae-fp16-fix"},
+        "taesd": {"name": "taesd", "hub": "madebyollin/taesdxl"},
+        r"C:\Users\alice\models\VAE\sdxl_vae.safetensors": {"name": "sdxl_vae.safetensors"},
+        "/home/alice/models/VAE/sdxl_vae.safetensors": {"name": "sdxl_vae.safetensors"},
+    }  # fmt: skip
+    for source, expected in cases.items():
+        identity = vae_identity({"family": "xl", "kind": "diffusers", "source": source})
+        assert identity == {"family": "xl", "kind": "diffusers", **expected}, source
+        assert not _machine_paths(identity, tmp_path)
+
+
 def test_reverse_model_and_round_trip_losses_export_the_other_direction(data, tmp_path):
     out = tmp_path / "both"
     cfg = build_config("tiny", None, {"data": str(data), "out": str(out), "reverse": "true", "steps": "2"})
@@ -235,6 +326,17 @@ def test_every_command_has_help(command, capsys):
         build_parser().parse_args([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: python -m training " + command in capsys.readouterr().out
+
+
+def test_train_help_lists_every_preset(capsys):
+    from training.config import PRESETS
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help: compare as one line
+    assert {"cpu", "gpu", "tiny", "v4"} <= set(PRESETS)
+    for name in PRESETS:
+        assert f"{name} (" in text, f"--preset help does not name {name}"
 
 
 def test_module_entry_point():

@@ -62,6 +62,15 @@ def test_missing_and_offline_error_names_file_folder_and_url(tmp_path):
         in message
     )
     assert "automatic download is off" in message
+    assert message.count("https://") == 1  # no mirror set: one URL, huggingface.co's
+
+
+def test_with_a_mirror_set_the_message_also_names_huggingface_co(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "https://mirror.example.org")
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve(XL_V1, WeightsQuery(folders=[str(tmp_path)], allow_download=False))
+    path = "city96/SD-Latent-Interposer/resolve/main/v4.0/xl-to-v1_interposer-v4.0.safetensors"
+    assert f"from https://mirror.example.org/{path} or https://huggingface.co/{path} " in str(info.value)
 
 
 def test_unpublished_direction_lists_the_published_ones(tmp_path):
@@ -203,3 +212,85 @@ def test_a_lookup_that_may_not_download_touches_nothing(tmp_path):
     with pytest.raises(WeightsNotFoundError, match="automatic download is off"):
         resolve(XL_V1, query)
     assert list(folder.iterdir()) == []
+
+
+def _unreachable_hub(monkeypatch, endpoint: str | None):
+    """resolve() as if the hub (or the mirror ``endpoint``) had failed its one request; nothing goes out."""
+    from interposer import hub
+
+    if endpoint:
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    else:
+        monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+
+    def fail(*args, **kwargs):
+        raise hub.HubUnreachableError(f"the hub at {hub.endpoint()} did not answer within 4 s")
+
+    monkeypatch.setattr(hub, "download", fail)
+
+
+@pytest.mark.parametrize("for_webui", [False, True])
+def test_mirror_hint_without_a_mirror_fits_where_it_is_shown(tmp_path, monkeypatch, for_webui):
+    _unreachable_hub(monkeypatch, None)
+    query = WeightsQuery(folders=[str(tmp_path)], download_dir=str(tmp_path), for_webui=for_webui)
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve(XL_V1, query)
+    message = str(info.value)
+    assert "If the hub is blocked where you are, set HF_ENDPOINT to a mirror" in message
+    assert "HF_ENDPOINT=https://hf-mirror.com" in message
+    if for_webui:
+        assert message.endswith("and restart the webui.") and "run the command again" not in message
+        assert "webui-user" in message
+    else:
+        assert message.endswith("and run the command again.") and "restart" not in message
+
+
+@pytest.mark.parametrize("for_webui", [False, True])
+def test_mirror_hint_with_a_mirror_set_names_the_mirror(tmp_path, monkeypatch, for_webui):
+    _unreachable_hub(monkeypatch, "https://mirror.example.org/")
+    query = WeightsQuery(folders=[str(tmp_path)], download_dir=str(tmp_path), for_webui=for_webui)
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve(XL_V1, query)
+    message = str(info.value)
+    assert "The mirror at https://mirror.example.org (HF_ENDPOINT) did not answer" in message
+    assert "If the hub is blocked" not in message and "set HF_ENDPOINT to a mirror" not in message
+    assert message.endswith("and restart the webui." if for_webui else "and run the command again.")
+    assert query.key(XL_V1) == WeightsQuery(folders=[str(tmp_path)], download_dir=str(tmp_path)).key(XL_V1)
+
+
+def test_webui_message_names_urls_folder_and_setting_and_no_command(tmp_path):
+    """The webui cannot run `python -m interposer` for its user: the URL, the folder and the setting instead."""
+    from interposer.a1111.options import SECTION, SETTINGS_BY_KEY
+    from interposer.upscalers import upscaler
+
+    folder = tmp_path / "models" / "LatentInterposer"
+    setting = f"Settings → {SECTION[1]} → {SETTINGS_BY_KEY['latent_interposer_allow_download'].label}"
+    for spec in (XL_V1, upscaler("v1-x1.25")):
+        query = WeightsQuery(folders=(str(folder),), allow_download=False, download_dir=str(folder), for_webui=True)
+        with pytest.raises(WeightsNotFoundError) as info:
+            resolve(spec, query)
+        message = str(info.value)
+        assert f"Download {spec.filename()} from {spec.hub_url()} and put it in the folder {folder}." in message
+        assert message.endswith(f"Or turn on {setting} to let the webui fetch it.")
+        assert "python -m" not in message and "--dir" not in message and "--weights-dir" not in message
+
+
+def test_webui_message_with_downloads_on_does_not_point_at_the_setting(tmp_path, monkeypatch):
+    _unreachable_hub(monkeypatch, None)
+    folder = tmp_path / "models" / "LatentInterposer"
+    query = WeightsQuery(folders=(str(folder),), download_dir=str(folder), for_webui=True)
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve(XL_V1, query)
+    message = str(info.value)
+    assert f"from {XL_V1.hub_url()} and put it in the folder {folder}." in message
+    assert "Settings →" not in message and "python -m" not in message
+
+
+def test_cli_message_keeps_a_runnable_download_command(tmp_path):
+    folder = tmp_path / "weights"
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve(XL_V1, WeightsQuery(folders=(str(folder),), allow_download=False))
+    message = str(info.value)
+    assert f"put it in the folder {folder} (or run `python -m interposer download xl-to-v1 --dir {folder}`)." in message
+    assert "Settings →" not in message

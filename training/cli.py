@@ -14,6 +14,7 @@ from interposer.cli import run_command
 from interposer.errors import InterposerError
 from interposer.spaces import SPACES, get_space
 
+from .config import preset_help
 from .vaes import PRECISIONS
 
 SPACE_NAMES = ", ".join(SPACES)
@@ -327,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train an InterposerV4 on encoded latents. Options come from the defaults (city96's v4 recipe), "
         "then --preset, then --config, then --set and the flags below.",
     )  # fmt: skip
-    p.add_argument("--preset", help="cpu (a 20-minute laptop run), v4 (city96's recipe, GPU), tiny (smoke test)")
+    p.add_argument("--preset", help=preset_help())
     p.add_argument("--config", help="JSON file (or TOML on Python 3.11+) of options")
     p.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="override options, e.g. --set lr=1e-3 blocks=6")
     p.add_argument("--data", help="folder written by encode")

@@ -1,8 +1,8 @@
 """Training configuration: one dataclass, presets, a config file (JSON, or TOML on Python 3.11+),
 and ``key=value`` overrides from the command line, applied in that order.
 
-The resolved configuration is written into every checkpoint and into the run folder
-(``config.json``), so a run can always be reproduced or resumed without the original file.
+The resolved configuration is written into every checkpoint (for ``--resume``) and into the run folder
+(``config.json``, without this machine's ``data`` and ``out``: give ``--data`` to reproduce a run from it).
 """
 
 from __future__ import annotations
@@ -143,6 +143,18 @@ PRESETS: dict[str, dict] = {
         "steps": 12, "eval_every": 6, "checkpoint_every": 6, "log_every": 1,
     },
 }  # fmt: skip
+# One line per preset for `train --help`; preset_help() lists every entry of PRESETS, noted here or not.
+PRESET_NOTES: dict[str, str] = {
+    "v4": "city96's recipe, GPU",
+    "cpu": "a 20-minute laptop run",
+    "gpu": "an H100/H200 run: the published layout, bf16, torch.compile",
+    "tiny": "smoke test",
+}
+
+
+def preset_help() -> str:
+    """``--preset``'s help text, built from :data:`PRESETS` so a new preset cannot be left out of it."""
+    return ", ".join(f"{name} ({PRESET_NOTES[name]})" if name in PRESET_NOTES else name for name in PRESETS)
 
 
 def _convert(key: str, value):

@@ -6,7 +6,9 @@ interposer (``{src}-to-{dst}-x2.0_interposer-{tag}`` for one that also upscales)
 written with ``interposer.weights.save_weights``: its metadata carries the kind, what it maps
 (``src``/``dst`` or ``space``/``factor``), the constructor arguments (so any width and depth
 loads), ``version`` (the tag), ``trained`` = ``true`` (``python -m interposer list`` tells it from
-a published file) and ``training`` (a JSON summary: steps, held-out losses, data, configuration).
+a published file) and ``training`` (a JSON summary: steps, held-out losses, data, configuration). The
+summary names no machine paths: the data and the VAEs by what identifies them (names, SHA-256 hashes;
+see ``training.provenance``), the configuration without ``data`` and ``out``.
 The written file is read back with ``load_weights`` before the command reports success.
 """
 
@@ -29,6 +31,7 @@ from interposer.weights import TRAINED_KEY, load_weights, save_weights
 
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import TrainConfig
+from .provenance import portable_config, shareable_data
 from .train import model_config, run_spec
 
 EXPORT_FORMAT_VERSION = "1"
@@ -64,7 +67,8 @@ def weights_from_checkpoint(
         "val_l1": state.get("val_l1_ema" if used_ema else "val_l1"), "val_l1_linear": state.get("val_l1_linear"),
         "val_psnr": None if used_ema else state.get("val_psnr"), "val_psnr_linear": state.get("val_psnr_linear"),
         "steps_per_s": state.get("steps_per_s"), "machine": state.get("machine"),
-        "ema": used_ema, "reverse": reverse, "data": state.get("data"), "config": state["config"],
+        "ema": used_ema, "reverse": reverse, "data": shareable_data(state.get("data")),
+        "config": portable_config(state["config"]),  # the checkpoint's own keeps this machine's paths
         "checkpoint": Path(checkpoint).name,
     }  # fmt: skip
     return tensors, config, dirn, summary

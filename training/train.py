@@ -21,7 +21,8 @@ generator and trains on its share of it (DistributedDataParallel averages the gr
 processes compute what one process computes on the whole batch; rank 0 logs and checkpoints.
 
 Run folder: ``config.json``, ``log.csv`` (and TensorBoard events if it is installed),
-``loss.png``, ``checkpoints/step-*.safetensors``, ``summary.json``.
+``loss.png``, ``checkpoints/step-*.safetensors``, ``summary.json``. ``config.json`` and ``summary.json``
+name no machine paths (see ``training.provenance``); the checkpoints keep the data folder for ``--resume``.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from .config import TrainConfig
 from .data import CropSampler, load_split, pixels_per_latent, require_families
 from .encode import latent_key, read_manifest
 from .machine import cpu_summary, has_native_bf16
+from .provenance import data_identity, portable_config
 from .warm_start import warm_start_interposer, warm_start_upscaler
 
 log = logging.getLogger(__name__)
@@ -416,14 +418,6 @@ def image_terms(image: torch.Tensor, target: torch.Tensor, color_weight: float) 
     return l1, color
 
 
-def data_summary(folder: str) -> dict:
-    manifest = read_manifest(folder)
-    return {
-        "images": len(manifest["train_images"]), "crops": manifest["crops"], "holdout": len(manifest["holdout"]),
-        "vaes": manifest["vaes"], "crop_px": manifest["settings"]["crop"],
-    }  # fmt: skip
-
-
 def resume_config(saved: dict, overrides: dict) -> TrainConfig:
     """The checkpoint's configuration with the overrides a resume allows."""
     cfg = TrainConfig.from_dict(saved)
@@ -490,6 +484,7 @@ def train(
     # Data: all pairs in memory (+ the crops for the image loss), the least-squares map to beat.
     manifest = read_manifest(cfg.data)
     require_families(manifest, cfg.data, [src_space.name, dst_space.name])
+    data_id = data_identity(cfg.data, manifest) if world.main else None  # for summaries: no machine paths
     src_key, dst_key = latent_key(src_space.name, cfg.factor), dst_space.name
     use_image = cfg.image_weight > 0 or cfg.color_weight > 0
     keys = [src_key, dst_key] + (["rgb"] if use_image else [])
@@ -560,7 +555,7 @@ def train(
         forward = torch.compile(forward)
     share = world.share(cfg.batch)
     if world.main:
-        write_text(run / "config.json", json.dumps(cfg.to_dict(), indent=1))
+        write_text(run / "config.json", json.dumps(portable_config(cfg.to_dict()), indent=1))
     logger = Logger(run, cfg.tensorboard, step if groups is not None else None) if world.main else None
     layout = (f"{mconf.ch_mid} x {mconf.convs} convs" if isinstance(mconf, UpscalerConfig)
               else f"{mconf.ch_mid} x {mconf.blocks} blocks")  # fmt: skip
@@ -580,14 +575,15 @@ def train(
             "val_psnr": last_val.get("val_psnr"), "val_psnr_linear": val_psnr_linear,
             "train_loss": round(float(np.mean(recent)), 5) if recent else None,
             "steps_per_s": speed.get("steps_per_s"), "machine": machine,
-            "data": data_summary(cfg.data), "params": sum(p.numel() for p in model.parameters()),
+            "data": data_id, "params": sum(p.numel() for p in model.parameters()),
         }  # fmt: skip
         meta = {"config": cfg.to_dict(), "optimizer_groups": optim_groups, "scaler": scaler.state_dict(),
                 "window_rng": window_rng.get_state().tolist(), **rng_json, **summary}  # fmt: skip
         path = save_checkpoint(checkpoint_path(run, step), tensors, meta)
         for old in list_checkpoints(run)[: -cfg.keep_checkpoints]:
             old.unlink()
-        write_text(run / "summary.json", json.dumps({**summary, "checkpoint": str(path)}, indent=1))
+        shared = {**summary, "checkpoint": path.relative_to(run).as_posix()}  # a run folder gets shared: no paths
+        write_text(run / "summary.json", json.dumps(shared, indent=1))
         return path
 
     def validate_now() -> float:
