@@ -363,13 +363,15 @@ def missing_weights_error(
     missing: Sequence[tuple[Spec | None, Exception]], query: WeightsQuery
 ) -> WeightsNotFoundError:
     """One error that names every file a run lacks (a chained upscale, or an interposer and an upscaler), so
-    the user fetches them all at once instead of meeting them one per attempt. ``missing`` holds each spec with
+    the user fetches them all at once instead of meeting them one per attempt: the first file's full message
+    (why it is missing, where to get it), then where to get each of the others. ``missing`` holds each spec with
     the error its lookup raised; the specs travel on the error as ``.missing``."""
+    first = str(missing[0][1])
     if len(missing) == 1:
-        error = WeightsNotFoundError(str(missing[0][1]))
+        error = WeightsNotFoundError(first)
     else:
         files = [spec.filename(query.version_for(spec)) for spec, _ in missing if spec is not None]
-        details = " ".join(f"({number}) {exc}" for number, (_, exc) in enumerate(missing, 1))
-        error = WeightsNotFoundError(f"{len(missing)} weights files are missing: {', '.join(files)}. {details}")
+        others = " ".join(query.where_to_put(spec) if spec is not None else str(exc) for spec, exc in missing[1:])
+        error = WeightsNotFoundError(f"{len(missing)} weights files are missing: {', '.join(files)}. {first} {others}")
     error.missing = list(missing)
     return error

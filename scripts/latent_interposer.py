@@ -53,7 +53,7 @@ def _generation_options(**ui_values):
 
 def _converter(options) -> Converter:
     folder = options.weights_dir
-    query = WeightsQuery(folders=(folder,), allow_download=options.allow_download, download_dir=folder)
+    query = WeightsQuery(folders=(folder,), allow_download=options.allow_download, download_dir=folder, for_webui=True)
     return Converter(weights=query, device=options.device, precision=options.precision)
 
 

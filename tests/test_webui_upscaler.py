@@ -154,6 +154,8 @@ def test_missing_upscaler_weights_stop_the_generation_with_file_folder_and_url(w
     message = str(info.value)
     assert "latent-upscaler-v2.1_SDv1-x1.5.safetensors" in message and str(linear_weights[0]) in message
     assert "https://huggingface.co/city96/SD-Latent-Upscaler/resolve/main/latent-upscaler-v2.1_SDv1-x1.5" in message
+    assert "python -m interposer" not in message  # not runnable as printed from a webui install
+    assert "Settings → Latent Interposer → Download missing weights from the Hugging Face hub" in message
     assert not webui.hires_inputs  # never a bilinear or unconverted hires pass instead
 
 
