@@ -1,5 +1,5 @@
 """Run by the webui at every start-up (not with --skip-install): install what is missing and
-prefetch the SDXL <-> SD1.5 weights into the weights folder.
+prefetch the SDXL <-> SD1.5 weights (and, on a Forge, FLUX.1-family -> SDXL/SD1.5) into the weights folder.
 
 It must never stop the webui from starting and must be quick and quiet when everything is there,
 so it imports neither torch nor the webui's modules beyond ``launch`` and ``paths_internal``.
@@ -14,6 +14,20 @@ import sys
 EXTENSION_DIR = os.path.dirname(os.path.abspath(__file__))
 REQUIREMENTS = {"huggingface_hub": "huggingface-hub>=0.20", "safetensors": "safetensors>=0.4"}
 PREFETCH = ("xl-to-v1", "v1-to-xl")
+# The Forges load FLUX.1, Chroma, Z-Image and Lumina 2 (FLUX.1's latent space): first passes to finish in SDXL/SD1.5.
+PREFETCH_FORGE = ("fx-to-xl", "fx-to-v1")
+
+
+def prefetch_names() -> tuple[str, ...]:
+    """The interposers to fetch at start-up: a Forge (``modules_forge`` on the path, found without importing it)
+    also gets the FLUX.1-family ones."""
+    import importlib.util
+
+    try:
+        forge = importlib.util.find_spec("modules_forge") is not None
+    except (ImportError, ValueError):
+        forge = False
+    return PREFETCH + PREFETCH_FORGE if forge else PREFETCH
 
 
 def install_missing(launch) -> None:
@@ -60,7 +74,8 @@ def prefetch(folder: str, settings: dict) -> None:
     from interposer.safetensors_header import read_safetensors_header
     from interposer.upscalers import published_upscalers
 
-    wanted = [direction(name) for name in PREFETCH] + [u for u in published_upscalers() if u.space.name in ("v1", "xl")]
+    wanted = [direction(name) for name in prefetch_names()]
+    wanted += [u for u in published_upscalers() if u.space.name in ("v1", "xl")]
     missing = [
         spec
         for spec in wanted

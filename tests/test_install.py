@@ -55,16 +55,20 @@ def test_forge_neo_launcher_runs_it_with_weights_under_neos_models_folder(tmp_pa
     """Neo's launcher runs install.py the same way (webui root on PYTHONPATH, ``launch`` importable) and keeps
     models under ``paths.models_path``: the weights go to <models>/LatentInterposer, and offline it is one quick
     paragraph as on A1111."""
+    flux = ("fx-to-xl_interposer-v4.0.safetensors", "fx-to-v1_interposer-v4.0.safetensors")  # Neo loads FLUX.1 models
+    fx_bytes = (FIXTURES / "fx-to-v1_random.safetensors").read_bytes()
     with FakeHub() as hub:
         for name in NAMES:
             hub.files[f"city96/SD-Latent-Interposer/v4.0/{name}"] = GOOD
+        for name in flux:
+            hub.files[f"city96/SD-Latent-Interposer/v4.0/{name}"] = fx_bytes
         for name in UPSCALERS:
             hub.files[f"city96/SD-Latent-Upscaler/{name}"] = UPSCALER_BYTES.read_bytes()
         result = run_install(tmp_path, hub, offline=False, webui=REPO / "tests" / "webui_neo")
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "models" / "LatentInterposer"
     assert all((folder / name).is_file() for name in UPSCALERS)
-    assert all((folder / name).is_file() or (folder / "v4.0" / name).is_file() for name in NAMES)
+    assert all((folder / name).is_file() or (folder / "v4.0" / name).is_file() for name in (*NAMES, *flux))
     (tmp_path / "offline").mkdir()
     offline = run_install(tmp_path / "offline", webui=REPO / "tests" / "webui_neo")
     assert offline.returncode == 0 and offline.stdout.count("Latent Interposer:") == 1
