@@ -123,8 +123,9 @@ def script_panel(page: Page, out: Path) -> None:
     panel = page.q("#txt2img_script_container")
     page.js("arguments[0].scrollIntoView({block: 'center'})", panel)
     time.sleep(1)
-    print("script controls:", page.texts("#txt2img_script_container label span, #txt2img_script_container p"))
-    page.shot(out, page.rect("#txt2img_script_container"))
+    ours = "[id^=script_latent_interposer_]"
+    print("script controls:", page.texts(f"{ours} label span, {ours} p"))
+    page.shot(out, page.rect("#txt2img_script_container #script_list", ours))
 
 
 def hires_upscalers(page: Page, out: Path) -> None:

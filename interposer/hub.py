@@ -100,8 +100,8 @@ def mirror_hint(for_webui: bool = False) -> str:
     again = "restart the webui" if for_webui else "run the command again"
     if mirror_set():
         return (
-            f"The mirror at {endpoint()} (HF_ENDPOINT) did not answer: check that it is up, or point HF_ENDPOINT "
-            f"at another mirror (or remove it to use huggingface.co) and {again}."
+            f"The mirror at {endpoint()} (HF_ENDPOINT) did not serve the file: check that it is up, or point "
+            f"HF_ENDPOINT at another mirror (or remove it to use huggingface.co) and {again}."
         )
     where = " in webui-user.bat / webui-user.sh" if for_webui else ""
     return (

@@ -33,7 +33,7 @@ from .upscalers import PUBLISHED_FACTORS, PUBLISHED_SPACES, UpscalerSpec, parse_
 log = logging.getLogger(__name__)
 
 Spec = Direction | UpscalerSpec
-# The webui's settings as its Settings page shows them (labels in interposer/a1111/options.py).
+# The webui's settings as its Settings page shows them (labels in interposer/webui/options.py).
 WEBUI_DOWNLOAD_SETTING = "Settings → Latent Interposer → Download missing weights from the Hugging Face hub"
 WEBUI_WEIGHTS_FOLDER_SETTING = "Settings → Latent Interposer → Weights folder"
 FORMAT_NAME = "interposer-v4"  # kept for callers that name the interposer format

@@ -106,8 +106,8 @@ def test_unreachable_hub_costs_one_quick_attempt_and_one_paragraph(mode, tmp_pat
         connections = dead.connections
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("Latent Interposer:") == 1
-    assert "HF_ENDPOINT" in result.stdout and "did not answer" in result.stdout
-    assert f"The mirror at {dead.endpoint} (HF_ENDPOINT) did not answer" in result.stdout  # set: no "set it"
+    assert "HF_ENDPOINT" in result.stdout and "did not serve the file" in result.stdout
+    assert f"The mirror at {dead.endpoint} (HF_ENDPOINT) did not serve the file" in result.stdout  # set: no "set it"
     assert "If the hub is blocked" not in result.stdout
     assert "and restart the webui." in result.stdout and "run the command again" not in result.stdout
     assert "enable downloads" not in result.stdout  # downloads are on: that advice would not apply

@@ -63,7 +63,7 @@ def test_generation_lookups_fail_fast_once_and_then_from_memory(mode, tmp_path):
         assert f"{dead.endpoint}/city96/SD-Latent-Interposer/resolve/main/v4.0/" in message
         assert f"or {HUB_URL}" in message  # the mirror is down: huggingface.co is the other place to get it
         assert "HF_ENDPOINT" in message
-        assert f"The mirror at {dead.endpoint} (HF_ENDPOINT) did not answer" in message  # it is set: no "set it"
+        assert f"The mirror at {dead.endpoint} (HF_ENDPOINT) did not serve the file" in message  # set: no "set it"
         assert "If the hub is blocked" not in message and "restart" not in message  # nothing to restart here
     if mode == "silent":
         assert connections == 1  # no retries
@@ -85,7 +85,7 @@ def test_cli_download_offline_says_url_and_folder(mode, tmp_path):
     assert f"{dead.endpoint}/city96/SD-Latent-Interposer/resolve/main/v4.0/xl-to-v1" in errors[0]
     assert f"or {HUB_URL}" in errors[0]
     assert str(folder) in errors[0] and "HF_ENDPOINT" in errors[0]
-    assert f"The mirror at {dead.endpoint} (HF_ENDPOINT) did not answer" in errors[0]
+    assert f"The mirror at {dead.endpoint} (HF_ENDPOINT) did not serve the file" in errors[0]
     assert errors[0].endswith("and run the command again.") and "restart" not in errors[0]
     assert elapsed < 40  # process start + one probe; huggingface_hub's own retries alone take ~48 s
 

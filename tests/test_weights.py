@@ -253,7 +253,7 @@ def test_mirror_hint_with_a_mirror_set_names_the_mirror(tmp_path, monkeypatch, f
     with pytest.raises(WeightsNotFoundError) as info:
         resolve(XL_V1, query)
     message = str(info.value)
-    assert "The mirror at https://mirror.example.org (HF_ENDPOINT) did not answer" in message
+    assert "The mirror at https://mirror.example.org (HF_ENDPOINT) did not serve the file" in message
     assert "If the hub is blocked" not in message and "set HF_ENDPOINT to a mirror" not in message
     assert message.endswith("and restart the webui." if for_webui else "and run the command again.")
     assert query.key(XL_V1) == WeightsQuery(folders=[str(tmp_path)], download_dir=str(tmp_path)).key(XL_V1)
@@ -261,8 +261,8 @@ def test_mirror_hint_with_a_mirror_set_names_the_mirror(tmp_path, monkeypatch, f
 
 def test_webui_message_names_urls_folder_and_setting_and_no_command(tmp_path):
     """The webui cannot run `python -m interposer` for its user: the URL, the folder and the setting instead."""
-    from interposer.a1111.options import SECTION, SETTINGS_BY_KEY
     from interposer.upscalers import upscaler
+    from interposer.webui.options import SECTION, SETTINGS_BY_KEY
 
     folder = tmp_path / "models" / "LatentInterposer"
     setting = f"Settings → {SECTION[1]} → {SETTINGS_BY_KEY['latent_interposer_allow_download'].label}"
