@@ -107,6 +107,16 @@ def test_a_family_without_an_interposer_is_refused_in_one_line_before_sampling(n
     assert len(said) == 1 and info.value.__cause__ is None
 
 
+def test_a_flux_family_hires_checkpoint_is_refused_before_sampling(neo):
+    """There are no *-to-fx weights: an SDXL first pass cannot be finished by Lumina 2 with latents. The hires
+    checkpoint's family is read from its file, so this is said before the first pass."""
+    from modules import shared
+
+    with pytest.raises(Exception, match=r"No weights for xl-to-fx: there are no published weights for it"):
+        neo.generate(TITLE, hr_checkpoint_name="lumina2")
+    assert shared.sd_model.apply_calls == 0 and not neo.hires_inputs
+
+
 def test_a_vae_with_other_factors_is_refused_not_converted(neo, tiny_vaes):
     """A FLUX.1-format model whose VAE scales by something else: converting would give garbage."""
     import fake_engines
