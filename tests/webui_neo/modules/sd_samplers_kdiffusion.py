@@ -39,7 +39,7 @@ samplers_k_diffusion = [
     ("Res Multistep", "sample_res_multistep", ["res_multistep"], {}),
     ("Kohaku LoNyu Yog", "sample_Kohaku_LoNyu_Yog", ["Kohaku_LoNyu_Yog"], {}),
     ("Restart", sd_samplers_extra.restart_sampler, ["restart"], {"scheduler": "karras", "second_order": True}),
-    ("UniPC", getattr(sd_samplers_extra, "sample_unipc", "sample_unipc"), ["unipc"], {"discard_next_to_last_sigma": True}),
+    ("UniPC", sd_samplers_extra.sample_unipc, ["unipc"], {"discard_next_to_last_sigma": True}),
 ]  # fmt: skip
 
 samplers_data_k_diffusion = [
