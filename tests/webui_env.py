@@ -22,7 +22,6 @@ from fake_models import FakeModel, write_checkpoint  # noqa: E402
 from modules import (  # noqa: E402
     extensions,
     paths,
-    processing,
     script_callbacks,
     scripts,
     sd_models,
@@ -75,7 +74,7 @@ class Webui:
         return args
 
     def make_p(self, **kwargs):
-        from modules import shared
+        from modules import processing, shared
 
         settings = dict(prompt="a photo", seed=1, steps=6, width=SIZE, height=SIZE, sampler_name="Euler",
                         scheduler="Automatic", enable_hr=True, hr_scale=1.5, hr_upscaler="Latent",
@@ -87,6 +86,7 @@ class Webui:
 
     def generate(self, title: str | None = None, values=None, **kwargs):
         """One txt2img job as the UI runs it: ``scripts.run`` for a dropdown script, else process_images."""
+        from modules import processing
 
         p = self.make_p(**kwargs)
         p.scripts = self.runner
@@ -97,7 +97,7 @@ class Webui:
 
     def img2img(self, title: str | None = None, **kwargs):
         """One img2img job as the UI runs it (the img2img tab's own runner): the photo as init image."""
-        from modules import shared
+        from modules import processing, shared
 
         settings = dict(prompt="a photo", seed=1, steps=10, width=SIZE, height=SIZE, sampler_name="Euler",
                         scheduler="Automatic", denoising_strength=0.75, cfg_scale=5.0, init_images=[self.photo],

@@ -11,7 +11,11 @@ is the identity, as in Neo.
 
 Conditionings name the architecture that computed them, and the "UNet" refuses conds of another one with an
 ``AssertionError``, as Neo's UNet does (``unet.py`` 662: SD1.5 conds have no ``y``, SDXL's do), so a cond cache
-that hands one model's conds to another fails here as it fails in Neo."""
+that hands one model's conds to another fails here as it fails in Neo.
+
+The samplers reach the schedule through ``forge_objects.unet.model.predictor`` (:class:`Prediction`: Neo's
+``backend/modules/k_prediction.Prediction`` for an eps model), as in Neo; the engine has **no** ``alphas_cumprod``
+until the DDIM/PLMS denoiser sets one (``sd_samplers_timesteps.CompVisTimestepsDenoiser``), as in Neo."""
 
 from __future__ import annotations
 
@@ -22,6 +26,46 @@ from fake_models import FakeModel
 from huggingface_guess import latent
 
 _FAMILY_FORMAT = {"v1": latent.SD15, "xl": latent.SDXL, "fx": latent.Flux}
+
+
+class Prediction:
+    """backend/modules/k_prediction.py ``Prediction`` of an eps model (``prediction_type="epsilon"``; every stand-in
+    engine is one, Lumina 2's too: see the README): the discrete schedule and ``noise_scaling``, which returns a
+    **new** tensor (``noise * sigma``, then ``+= latent_image`` on that product)."""
+
+    sigma_data = 1.0
+
+    def __init__(self, alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon") -> None:
+        self.prediction_type = prediction_type
+        self.alphas_cumprod = alphas_cumprod
+        self.sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
+        self.log_sigmas = self.sigmas.log()
+
+    @property
+    def sigma_min(self):
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self):
+        return self.sigmas[-1]
+
+    def timestep(self, sigma):
+        dists = sigma.log().to(self.log_sigmas.device) - self.log_sigmas[:, None]
+        return dists.abs().argmin(dim=0).view(sigma.shape).to(sigma.device)
+
+    def sigma(self, timestep):
+        t = torch.clamp(timestep.float(), min=0, max=len(self.sigmas) - 1)
+        w = t.frac()
+        log_sigma = (1 - w) * self.log_sigmas[t.floor().long()] + w * self.log_sigmas[t.ceil().long()]
+        return log_sigma.exp().to(timestep.device)
+
+    def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
+        noise = noise * ((1.0 + sigma**2.0) ** 0.5 if max_denoise else sigma)
+        noise += latent_image
+        return noise
+
+    def inverse_noise_scaling(self, sigma, latent):
+        return latent
 
 
 class ForgeObjects:
@@ -40,7 +84,9 @@ class FakeEngine(FakeModel):
 
     def __init__(self, family: str, vae, photo: torch.Tensor, *args, latent_format=None, **kwargs) -> None:
         super().__init__(family, vae, photo, *args, **kwargs)
-        for name in ("is_sd2", "is_sd3", "scale_factor", "latent_format", "latent_channels", "is_sdxl_inpaint"):
+        self.predictor = Prediction(self.alphas_cumprod)  # Neo: on forge_objects.unet.model (this engine here)
+        for name in ("is_sd2", "is_sd3", "scale_factor", "latent_format", "latent_channels", "is_sdxl_inpaint",
+                     "alphas_cumprod"):  # fmt: skip
             vars(self).pop(name, None)
         fmt = latent_format if latent_format is not None else _FAMILY_FORMAT[family]()
         self.model_config = types.SimpleNamespace(latent_format=fmt, model_type=types.SimpleNamespace(name="EPS"))

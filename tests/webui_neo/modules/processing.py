@@ -87,7 +87,8 @@ class StableDiffusionProcessing:
                  batch_size=1, n_iter=1, steps=50, cfg_scale=7.0, distilled_cfg_scale=3.5, width=512, height=512,
                  extra_generation_params=None, eta=None, denoising_strength=None, override_settings=None,
                  override_settings_restore_afterwards=True, refiner_checkpoint=None, refiner_switch_at=None,
-                 firstpass_image=None, disable_extra_networks=False, **kwargs):  # fmt: skip
+                 firstpass_image=None, disable_extra_networks=False, s_churn=None, s_tmin=None, s_tmax=None,
+                 s_noise=None, **kwargs):  # fmt: skip
         self.prompt = prompt
         self.negative_prompt = negative_prompt
         self.styles = styles or []
@@ -107,6 +108,11 @@ class StableDiffusionProcessing:
         self.height = height
         self.extra_generation_params = extra_generation_params or {}
         self.eta = eta
+        # processing.py 252-255: the sampler parameters default to the settings (s_tmax 0 = infinity)
+        self.s_churn = s_churn if s_churn is not None else opts.s_churn
+        self.s_tmin = s_tmin if s_tmin is not None else opts.s_tmin
+        self.s_tmax = (s_tmax if s_tmax is not None else opts.s_tmax) or float("inf")
+        self.s_noise = s_noise if s_noise is not None else opts.s_noise
         self.denoising_strength = denoising_strength
         self.override_settings = override_settings or {}
         self.override_settings_restore_afterwards = override_settings_restore_afterwards

@@ -1,15 +1,22 @@
 """Mirrors modules/sd_samplers.py (Neo @ 3df257a): ``all_samplers`` = Neo's k-diffusion list, then its timesteps
-and CFG++ samplers (those this stand-in has), ``create_sampler`` by exact name, and the name fix-up
-``process_images`` applies once (the same code as A1111 1.10.1's)."""
+samplers (DDIM, PLMS), then the CFG++ samplers of ``modules_forge.forge_alter_samplers`` (sd_samplers.py 12-16; the
+order of ``GET /sdapi/v1/samplers``), ``create_sampler`` by exact name, and the name fix-up ``process_images``
+applies once (the same code as A1111 1.10.1's)."""
 
 from __future__ import annotations
 
 import functools
 import logging
 
-from modules import sd_samplers_kdiffusion, sd_schedulers
+from modules_forge import forge_alter_samplers
 
-all_samplers = [*sd_samplers_kdiffusion.samplers_data_k_diffusion]
+from modules import sd_samplers_kdiffusion, sd_samplers_timesteps, sd_schedulers
+
+all_samplers = [
+    *sd_samplers_kdiffusion.samplers_data_k_diffusion,
+    *sd_samplers_timesteps.samplers_data_timesteps,
+    *forge_alter_samplers.samplers_data_alter,
+]
 all_samplers_map = {x.name: x for x in all_samplers}
 samplers = all_samplers
 samplers_map = {}

@@ -8,12 +8,21 @@
 * ``refiner_fast_sd`` loads the refiner's UNet weights into the loaded model (same architecture only);
 * otherwise ``main_entry.checkpoint_change`` + ``forge_model_reload`` (a new model object), then the loading
   parameters are reset to the base checkpoint (``finally``), ``p.setup_conds()`` (through the cond cache, now
-  keyed on the base checkpoint), ``update_inner_model``."""
+  keyed on the base checkpoint), ``update_inner_model``.
+
+``Sampler.initialize`` is Neo's (common.py 370-420): the ``sampler_extra_params`` read from ``p`` (Neo's ``p`` has
+``s_churn``/``s_tmin``/``s_tmax``/``s_noise`` from the settings), ``eta`` (``p.eta`` or ``opts.eta_ancestral``,
+``opts.eta_ddim`` for DDIM) whenever the function's signature has ``eta``, the settings' ``s_*`` where they differ
+from the sampler's defaults, and ``k_diffusion.sampling.torch`` replaced by ``TorchHijack(p)`` (every
+``torch.randn_like`` of a sampler is ``p.rng.next()``)."""
 
 from standin_reuse import reuse
 
 reuse(globals(), "modules/sd_samplers_common.py")
 
+import inspect
+
+import k_diffusion.sampling
 from modules_forge import main_entry
 
 from modules import sd_models, shared
@@ -61,3 +70,39 @@ def apply_refiner(cfg_denoiser, x, sigma):
     cfg_denoiser.p.setup_conds()
     cfg_denoiser.update_inner_model()
     return True
+
+
+def _initialize(self, p) -> dict:
+    self.p = p
+    self.model_wrap_cfg.p = p
+    self.model_wrap_cfg.mask = p.mask if hasattr(p, "mask") else None
+    self.model_wrap_cfg.nmask = p.nmask if hasattr(p, "nmask") else None
+    self.model_wrap_cfg.step = 0
+    self.model_wrap_cfg.image_cfg_scale = getattr(p, "image_cfg_scale", None)
+    self.eta = p.eta if p.eta is not None else getattr(opts, self.eta_option_field, 0.0)
+    self.s_min_uncond = getattr(p, "s_min_uncond", 0.0)
+    k_diffusion.sampling.torch = TorchHijack(p)
+
+    parameters = inspect.signature(self.func).parameters
+    extra_params_kwargs = {}
+    for param_name in self.extra_params:
+        if hasattr(p, param_name) and param_name in parameters:
+            extra_params_kwargs[param_name] = getattr(p, param_name)
+    if "eta" in parameters:
+        if self.eta != self.eta_default:
+            p.extra_generation_params[self.eta_infotext_field] = self.eta
+        extra_params_kwargs["eta"] = self.eta
+    if len(self.extra_params) > 0:
+        settings = {"s_churn": getattr(opts, "s_churn", p.s_churn), "s_tmin": getattr(opts, "s_tmin", p.s_tmin),
+                    "s_tmax": getattr(opts, "s_tmax", p.s_tmax) or self.s_tmax,
+                    "s_noise": getattr(opts, "s_noise", p.s_noise)}  # fmt: skip
+        labels = {"s_churn": "Sigma churn", "s_tmin": "Sigma tmin", "s_tmax": "Sigma tmax", "s_noise": "Sigma noise"}
+        for name, value in settings.items():
+            if name in extra_params_kwargs and value != getattr(self, name):
+                extra_params_kwargs[name] = value
+                setattr(p, name, value)
+                p.extra_generation_params[labels[name]] = value
+    return extra_params_kwargs
+
+
+Sampler.initialize = _initialize

@@ -46,6 +46,9 @@ options_templates.update(options_section(("img2img", "img2img", "sd"), {
 options_templates.update(options_section(("sampler-params", "Sampler parameters", "sd"), {
     "eta_ancestral": OptionInfo(1.0, "Eta for k-diffusion samplers"),
     "eta_ddim": OptionInfo(0.0, "Eta for DDIM"),
+    "s_churn": OptionInfo(0.0, "sigma churn"),
+    "s_tmin": OptionInfo(0.0, "sigma tmin"),
+    "s_tmax": OptionInfo(0.0, "sigma tmax"),
     "s_noise": OptionInfo(1.0, "sigma noise"),
     "always_discard_next_to_last_sigma": OptionInfo(False, "Always discard next-to-last sigma"),
     "use_old_karras_scheduler_sigmas": OptionInfo(False, "Use old karras scheduler sigmas (0.1 to 10)."),
