@@ -128,11 +128,11 @@ def _spy_history(monkeypatch):
     seen = {}
     original = refiner_module.carry_across_switch
 
-    def spy(generation, denoiser, x, sigma, before):
+    def spy(generation, denoiser, x, sigma, before, *rest):
         calls = list(denoiser.__dict__[refiner_module._HISTORY])
         seen.update(step=denoiser.step, calls=calls, x_before=[c.x.clone() for c in calls],
                     out_before=[c.out.clone() for c in calls], denoiser=denoiser)  # fmt: skip
-        original(generation, denoiser, x, sigma, before)
+        original(generation, denoiser, x, sigma, before, *rest)
         dirn = generation.reports[-1].direction
         seen["converted_out"] = [generation.converter.run(c, dirn)[0] for c in seen["out_before"]]
         seen["x_after"] = [c.x.clone() for c in calls]
@@ -224,12 +224,12 @@ def _spy_switch(monkeypatch):
     seen = {}
     original = refiner_module.carry_across_switch
 
-    def spy(generation, denoiser, x, sigma, before):
+    def spy(generation, denoiser, x, sigma, before, *rest):
         history = denoiser.__dict__[refiner_module._HISTORY]
         prev_x, prev_denoised = history[-1].x, history[-1].out
         seen.update(step=denoiser.step, x=x, x_before=x.clone(), prev_x=prev_x, prev_x_before=prev_x.clone(),
                     prev_denoised=prev_denoised, prev_denoised_before=prev_denoised.clone())  # fmt: skip
-        original(generation, denoiser, x, sigma, before)
+        original(generation, denoiser, x, sigma, before, *rest)
         seen["converted_x0"] = denoiser.sampler.last_latent
 
     monkeypatch.setattr(refiner_module, "carry_across_switch", spy)

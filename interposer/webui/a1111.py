@@ -21,3 +21,9 @@ class A1111(Webui):
     def image_conditioned(self, sd_model: Any) -> bool:
         key = str(getattr(getattr(sd_model, "model", None), "conditioning_key", "crossattn"))
         return key in ("hybrid", "concat") or bool(getattr(sd_model, "is_sdxl_inpaint", False))
+
+    def switches_by_steps(self, option: Any) -> bool:
+        return bool(option("refiner_switch_by_sample_steps", False))
+
+    def timestep_alphas(self, denoiser: Any) -> Any:
+        return getattr(denoiser, "alphas", None)  # CFGDenoiserTimesteps keeps the loaded model's alphas_cumprod

@@ -49,6 +49,24 @@ class Webui:
         """Drop prompt conditionings the webui cached for another checkpoint than the one now loaded (called
         before and after every pass that runs on another checkpoint than the generation started on)."""
 
+    def switches_by_steps(self, option: Any) -> bool:
+        """Does the refiner switch at a step count (rather than at a sigma)? ``option(key, default)``."""
+        return False
+
+    def switch_reachable(self, switch_at: Any, option: Any) -> bool:
+        """Can sampling reach a refiner switch at ``switch_at``? A1111 (and a switch by steps) compares it with the
+        completed fraction of the schedule, which stays below 1.0."""
+        return switch_at is None or float(switch_at) < 1.0
+
+    def refiner_refusal(self, option: Any) -> str | None:
+        """A refusal of any cross-family refiner switch that follows from the webui's settings alone."""
+        return None
+
+    def timestep_alphas(self, denoiser: Any) -> Any:
+        """The cumulative alphas of a timesteps sampler's denoiser (DDIM, PLMS), ``None`` for k-diffusion ones:
+        their models return eps and take a timestep, not a sigma."""
+        return None
+
     def label(self) -> str:
         return f"{self.name} {self.version}".strip()
 

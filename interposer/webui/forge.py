@@ -16,17 +16,18 @@ from typing import Any
 
 from .adapter import Webui
 from .families import Family, family_from_flags, family_from_latent_format
-from .samplers import SamplerTable
+from .samplers import FORGE_SAMPLERS, NEO_SAMPLERS
 
 # Neo's and lllyasviel's Forge's cond caches: first-pass (StableDiffusionProcessing) and hires (Txt2Img) ones.
 COND_CACHES = ("cached_c", "cached_uc", "cached_hr_c", "cached_hr_uc")
 
 
 class Forge(Webui):
-    """lllyasviel's Forge ("Forge 2", ``f2...``) and any Forge this package does not know by name."""
+    """lllyasviel's Forge ("Forge 2", ``f2...``) and any Forge this package does not know by name: A1111's samplers
+    plus a few, the refiner switch by steps only (``apply_refiner(self, x)``), a refiner allowed in hires fix."""
 
     name = "Forge"
-    samplers = SamplerTable("Forge", {}, convertible="hires fix", restart_safe="hires fix")
+    samplers = FORGE_SAMPLERS
 
     def __init__(self, version: str = "") -> None:
         self.version = version
@@ -46,12 +47,42 @@ class Forge(Webui):
                 if isinstance(cache, list) and cache:
                     cache[0] = None
 
+    def switches_by_steps(self, option: Any) -> bool:
+        return True
+
+    def timestep_alphas(self, denoiser: Any) -> Any:
+        """The Forges' timesteps denoiser has no ``alphas``: it scales ``x`` by ``sqrt(sigma^2 + 1)`` itself
+        (``classic_ddim_eps_estimation``) and its inner model holds the loaded model's ``alphas_cumprod``."""
+        if not getattr(denoiser, "classic_ddim_eps_estimation", False):
+            return None
+        return getattr(getattr(denoiser.inner_model, "inner_model", None), "alphas_cumprod", None)
+
 
 class ForgeNeo(Forge):
-    """Forge Neo: no refiner together with hires fix (Neo refuses it itself)."""
+    """Forge Neo: its own samplers, a switch by sigma unless ``refiner_use_steps``, no refiner together with hires
+    fix (Neo skips it), and ``refiner_fast_sd``, which loads the refiner's UNet weights into the loaded UNet."""
 
     name = "Forge Neo"
     refiner_in_hires = False
+    samplers = NEO_SAMPLERS
+
+    def switches_by_steps(self, option: Any) -> bool:
+        return bool(option("refiner_use_steps", False))
+
+    def switch_reachable(self, switch_at: Any, option: Any) -> bool:
+        """By sigma (the default) ``switch_at`` is a sigma, reached once the schedule falls to it (0 or none: never)."""
+        if not switch_at:
+            return False
+        return super().switch_reachable(switch_at, option) if self.switches_by_steps(option) else True
+
+    def refiner_refusal(self, option: Any) -> str | None:
+        if not option("refiner_fast_sd", False):
+            return None
+        return (
+            "Latent Interposer: Settings > Refiner > 'Reload \"state_dict\" Only' loads the refiner's UNet weights "
+            "into the loaded model, which only works within one model family; a refiner of another family needs a "
+            "full load. Turn that setting off, or use a refiner of the base model's family."
+        )
 
 
 def forge_for(version: str) -> Forge:

@@ -63,8 +63,8 @@ def refiner_refusal(generation: Any) -> str | None:
     p, webui = generation.p, generation.webui
     refiner = getattr(p, "refiner_checkpoint_info", None)
     switch_at = getattr(p, "refiner_switch_at", None)
-    if refiner is None or (switch_at is not None and float(switch_at) >= 1.0):
-        return None  # no refiner, or a switch ratio the webui never reaches
+    if refiner is None or not webui.switch_reachable(switch_at, generation.option):
+        return None  # no refiner, or a switch the webui never reaches
     base = p.sd_model
     hires = bool(getattr(p, "enable_hr", False)) and callable(getattr(p, "sample_hr_pass", None))
     if hires and not webui.refiner_in_hires:
@@ -77,6 +77,7 @@ def refiner_refusal(generation: Any) -> str | None:
         sampler = getattr(p, "hr_sampler_name", None) or p.sampler_name
         passes.append((webui.checkpoint(getattr(p, "hr_checkpoint_info", None), base), sampler))
     target = webui.checkpoint(refiner, base)
+    by_steps = webui.switches_by_steps(generation.option)
     for current, sampler in passes:
         if current.filename == target.filename:
             continue  # the refiner is already the loaded model in that pass: the webui does not switch
@@ -90,7 +91,9 @@ def refiner_refusal(generation: Any) -> str | None:
                 "of the base model's family."
             )
         dirn = Direction(current.family.space, target.family.space)
-        refusal = refusal_for(webui.samplers, sampler, generation.options.refiner_strategy, dirn)
+        refusal = webui.refiner_refusal(generation.option) or refusal_for(
+            webui.samplers, sampler, generation.options.refiner_strategy, dirn, by_steps
+        )
         if refusal is None and (current.image_conditioned or target.image_conditioned):
             refusal = inpainting_refusal(current.title, target.title)
         if refusal is not None:

@@ -161,7 +161,7 @@ class RefinerHook:
             webui.forget_cached_conds(p)  # ... and may cache them under the base checkpoint's key
             if generation.options.enabled and call is not None and call[0] is cfg_denoiser:
                 with generation.one_line_errors():
-                    carry_across_switch(generation, cfg_denoiser, call[1], call[2], before)
+                    carry_across_switch(generation, cfg_denoiser, call[1], call[2], before, _switch_input(args, call))
             elif not generation.options.enabled:
                 after = ModelFacts.of(p.sd_model, webui)
                 source = generation.family or before.family
@@ -172,6 +172,17 @@ class RefinerHook:
         setattr(apply_refiner, _MARK, self)
         apply_refiner.__wrapped__ = original
         return apply_refiner
+
+
+def _switch_input(args: tuple, call: tuple) -> torch.Tensor | None:
+    """The latent ``apply_refiner`` was handed, when it is not the sampler's own tensor: the Forges pass ``x``,
+    and for their timesteps samplers that ``x`` is a copy scaled by ``sqrt(sigma^2 + 1)`` which the refiner's
+    first call then runs on (A1111 passes only ``sigma``)."""
+    x = call[1]
+    first = args[0] if args else None
+    if isinstance(first, torch.Tensor) and first is not x and first.shape == x.shape:
+        return first
+    return None
 
 
 def _has_refiner(p: Any) -> bool:
@@ -206,8 +217,11 @@ def sampler_name_of(denoiser: Any) -> str | None:
     return getattr(getattr(getattr(denoiser, "sampler", None), "config", None), "name", None)
 
 
-def carry_across_switch(generation, denoiser, x: torch.Tensor, sigma: torch.Tensor, before: ModelFacts) -> None:
-    """The refiner was just loaded: move the sampler's state into its latent space, in place."""
+def carry_across_switch(
+    generation, denoiser, x: torch.Tensor, sigma: torch.Tensor, before: ModelFacts, switch_input=None
+) -> None:
+    """The refiner was just loaded: move the sampler's state into its latent space, in place (and the scaled copy
+    of it the webui hands the refiner's first call, ``switch_input``, if there is one)."""
     p = denoiser.p
     after = ModelFacts.of(p.sd_model, generation.webui)
     source = generation.family or before.family
@@ -230,14 +244,18 @@ def carry_across_switch(generation, denoiser, x: torch.Tensor, sigma: torch.Tens
         )
     dirn = Direction(source.space, target.space)
     strategy = generation.options.refiner_strategy
-    refusal = refusal_for(generation.webui.samplers, sampler_name_of(denoiser), strategy, dirn)
+    webui = generation.webui
+    by_steps = webui.switches_by_steps(generation.option)
+    refusal = webui.refiner_refusal(generation.option) or refusal_for(
+        webui.samplers, sampler_name_of(denoiser), strategy, dirn, by_steps
+    )
     if refusal is None and (before.image_conditioned or after.image_conditioned):
         refusal = inpainting_refusal(before.title, after.title)
     if refusal is not None:
         raise RefinerSwitchError(refusal)
 
     calls: list[_Call] = list(denoiser.__dict__.get(_HISTORY) or ())
-    alphas = getattr(denoiser, "alphas", None)  # set on the timesteps samplers' denoiser (DDIM, PLMS, UniPC)
+    alphas = webui.timestep_alphas(denoiser)  # the timesteps samplers' (DDIM, PLMS): their model returns eps
     restart = strategy.lower().startswith("restart")
 
     if calls:
@@ -278,6 +296,8 @@ def carry_across_switch(generation, denoiser, x: torch.Tensor, sigma: torch.Tens
         if tensor.data_ptr() not in seen:
             seen.add(tensor.data_ptr())
             tensor.copy_(value)
+    if switch_input is not None and alphas is not None:
+        switch_input.copy_(x / _alpha(alphas, sigma, x).sqrt().to(x.dtype))  # the same state, sqrt(sigma^2+1) x
     init_latent = getattr(denoiser, "init_latent", None)
     if init_latent is not None and init_latent.shape == x.shape:
         denoiser.init_latent = generation.converter.run(init_latent, dirn)[0]

@@ -9,7 +9,7 @@ missing from the table is refused: the interposer cannot know that none of its s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..directions import Direction
 from ..errors import InterposerError
@@ -26,6 +26,7 @@ class SamplerSupport:
     keeps: str  # the sampler's state at a model call, for messages and the README
     old_noise: str = ""  # what still carries the old noise after the switch call ("" = nothing)
     refused: str = ""  # why the switch cannot be carried across at all ("" = convertible)
+    refused_by_steps: str = ""  # why not when the webui switches by step count (it may fall inside a step)
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,17 @@ class SamplerTable:
     convertible: str  # suggested in a refusal: samplers the switch converts
     restart_safe: str  # suggested when the restart strategy is refused
 
-    def refusal(self, sampler_name: str | None, strategy: str, dirn: Direction) -> str | None:
-        """Why this sampler cannot cross ``dirn`` at the refiner switch with ``strategy`` (``None``: it can)."""
+    aliases: Mapping[str, str] = field(default_factory=dict)  # another name the webui may show -> the entry
+
+    def support(self, sampler_name: str | None) -> SamplerSupport | None:
         name = sampler_name or "unknown"
-        support = self.samplers.get(name)
+        return self.samplers.get(self.aliases.get(name, name))
+
+    def refusal(self, sampler_name: str | None, strategy: str, dirn: Direction, by_steps: bool = False) -> str | None:
+        """Why this sampler cannot cross ``dirn`` at the refiner switch with ``strategy`` (``None``: it can);
+        ``by_steps``: the webui switches at a step count rather than at a sigma."""
+        name = sampler_name or "unknown"
+        support = self.support(name)
         if support is None:
             return (
                 f"Latent Interposer: cannot carry the {name} sampler across the {dirn.name} refiner switch: the "
@@ -51,6 +59,12 @@ class SamplerTable:
             return (
                 f"Latent Interposer: cannot carry the {name} sampler across the {dirn.name} refiner switch: "
                 f"{support.refused}. Use {self.convertible} for a refiner of another family, or hires fix."
+            )
+        if by_steps and support.refused_by_steps:
+            return (
+                f"Latent Interposer: cannot carry the {name} sampler across the {dirn.name} refiner switch when the "
+                f"switch is by steps: {support.refused_by_steps}. Switch by sigma (the default), or use "
+                f"{self.convertible}."
             )
         if strategy.lower().startswith("restart") and support.old_noise:
             return (
@@ -82,6 +96,17 @@ def inpainting_refusal(base_title: str, refiner_title: str) -> str:
 
 _MIDPOINT = "on a step's later model call, the step's main x (and the noise estimate taken from it)"
 
+_LMS_KEEPS = "x and the derivatives (x - D) / sigma of up to 4 past steps"
+_LMS = (
+    "it keeps the derivatives of up to four past steps, computed inside the sampler from the base model's outputs, "
+    "and extrapolates them into the next steps with weights up to 59/24; they cannot be reached to restart them for "
+    "the refiner"
+)
+_UNIPC = (
+    "it evaluates the model at a predicted state but continues from its own corrected state and its own list of past "
+    "x0 predictions, which never pass through the webui's denoiser, so they stay in the old latent space"
+)
+
 # AUTOMATIC1111 1.10.1: every sampler of modules/sd_samplers.all_samplers.
 A1111_SAMPLERS = SamplerTable(
     webui="AUTOMATIC1111 1.10.1",
@@ -94,13 +119,7 @@ A1111_SAMPLERS = SamplerTable(
         "DPM++ 3M SDE": SamplerSupport("x, the estimates of the two previous calls, Brownian-tree noise"),
         "Euler a": SamplerSupport("x only"),
         "Euler": SamplerSupport("x only"),
-        "LMS": SamplerSupport(
-            "x and the derivatives (x - D) / sigma of up to 4 past steps",
-            "its past derivatives",
-            "it keeps the derivatives of up to four past steps, computed inside the sampler from the base model's "
-            "outputs, and extrapolates them into the next steps with weights up to 59/24; they cannot be reached "
-            "to restart them for the refiner",
-        ),
+        "LMS": SamplerSupport(_LMS_KEEPS, "its past derivatives", _LMS),
         "Heun": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", _MIDPOINT),
         "DPM2": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", _MIDPOINT),
         "DPM2 a": SamplerSupport(
@@ -124,13 +143,7 @@ A1111_SAMPLERS = SamplerTable(
             "x and up to 3 past eps (model outputs); in its first step also the step's main x",
             "in its first step, the step's main x",
         ),
-        "UniPC": SamplerSupport(
-            "its own corrected state and past x0 predictions",
-            "its corrected state",
-            "it evaluates the model at a predicted state but continues from its own corrected state and its own "
-            "list of past x0 predictions, which never pass through the webui's denoiser, so they stay in the old "
-            "latent space",
-        ),
+        "UniPC": SamplerSupport("its own corrected state and past x0 predictions", "its corrected state", _UNIPC),
         "LCM": SamplerSupport("x only (the previous estimate plus fresh noise, in the same tensor)"),
     },
     convertible="Euler, Euler a, DPM++ 2M, DPM++ SDE, DPM++ 3M SDE or DDIM",
@@ -138,6 +151,88 @@ A1111_SAMPLERS = SamplerTable(
 )
 
 
-def refusal_for(table: SamplerTable, sampler_name: str | None, strategy: str, dirn: Direction) -> str | None:
+# Forge Neo (3df257a): every sampler of modules/sd_samplers.all_samplers, from the vendored k-diffusion's update rules
+# (modules_forge/packages/k_diffusion/sampling.py, ComfyUI v0.3.75) and Neo's timesteps and CFG++ samplers.
+NEO_SAMPLERS = SamplerTable(
+    webui="Forge Neo",
+    samplers={
+        "DPM++ 2M": SamplerSupport("x; the previous call's estimate old_denoised"),
+        "DPM++ SDE": SamplerSupport("x, Brownian-tree noise; on the midpoint call also the step's main x", _MIDPOINT),
+        "DPM++ 2M SDE": SamplerSupport("x, the previous call's estimate old_denoised, Brownian-tree noise"),
+        "DPM++ 3M SDE": SamplerSupport("x, the estimates of the two previous calls, Brownian-tree noise"),
+        "DPM++ 2s a RF": SamplerSupport("x; on the midpoint call also the step's main x", _MIDPOINT),
+        "Euler a": SamplerSupport("x only"),
+        "Euler": SamplerSupport("x only"),
+        "ER SDE": SamplerSupport(
+            "x, the previous call's estimate old_denoised and the rate of change of the last two estimates",
+            "old_denoised_d",
+            "it keeps the rate of change of its last two estimates (old_denoised_d), computed inside the sampler in "
+            "the old latent space, and adds it to the next step; it cannot be reached to convert it",
+        ),
+        "LCM": SamplerSupport("x only (the estimate plus fresh noise, in a new tensor)"),
+        "LMS": SamplerSupport(_LMS_KEEPS, "its past derivatives", _LMS),
+        "Heun": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", _MIDPOINT),
+        "DPM2": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", _MIDPOINT),
+        "Res Multistep": SamplerSupport("x; the previous call's estimate old_denoised"),
+        "Kohaku LoNyu Yog": SamplerSupport(
+            "x; within a step of the first half (3 calls at one sigma: x, -x, a midpoint) the step's main x and the "
+            "derivatives of the first two calls",
+            _MIDPOINT,
+            refused_by_steps="its steps in the first half make three model calls at one sigma, the second on the "
+            "negated latent; a switch by step count can fall on the second or third, whose derivatives stay in the "
+            "old latent space",
+        ),
+        "Restart": SamplerSupport(
+            "x; on a Heun step's second call also the step's main x and its derivative d; restart noise", _MIDPOINT
+        ),
+        "UniPC": SamplerSupport("its own corrected state and past x0 predictions", "its corrected state", _UNIPC),
+        "DDIM": SamplerSupport("x only (eps is used within the call)"),
+        "PLMS": SamplerSupport(
+            "x and up to 3 past eps (model outputs); in its first step also the step's main x",
+            "in its first step, the step's main x",
+        ),
+        "DPM++ 2M CFG++": SamplerSupport(
+            "x; the previous call's unconditional estimate",
+            "the previous unconditional estimate",
+            "it keeps the previous step's unconditional estimate, which Neo hands to the sampler inside the CFG "
+            "function (not through the denoiser), so the interposer cannot reach it",
+        ),
+        "Euler a CFG++": SamplerSupport("x only (the unconditional estimate is used within the call)"),
+        "Euler CFG++": SamplerSupport("x only (the unconditional estimate is used within the call)"),
+    },
+    aliases={"Flux Realistic": "DPM++ 2s a RF"},  # its name with Neo's "forbidden knowledge" setting
+    convertible="Euler, Euler a, DPM++ 2M, DPM++ SDE, DPM++ 3M SDE, Res Multistep or DDIM",
+    restart_safe="Euler, Euler a, DPM++ 2M, DPM++ 2M SDE, DPM++ 3M SDE, Res Multistep, LCM, DDIM, Euler CFG++ or "
+    "Euler a CFG++",
+)
+
+
+_PAST_DERIVATIVES = (
+    "it keeps up to three past derivatives (x - D) / t, computed inside the sampler from the base model's outputs, "
+    "and extrapolates them into the next steps; they cannot be reached to convert them"
+)
+
+# lllyasviel's Forge (f2, dfdcbab): A1111 1.10.1's samplers (same update rules) plus its own four k-diffusion ones and
+# DDPM (modules/sd_samplers_kdiffusion.py, modules_forge/alter_samplers.py).
+FORGE_SAMPLERS = SamplerTable(
+    webui="lllyasviel's Forge",
+    samplers={
+        **A1111_SAMPLERS.samplers,
+        "HeunPP2": SamplerSupport(
+            "x; on a step's later calls (up to 3) the step's main x and the derivatives of its earlier calls", _MIDPOINT
+        ),
+        "IPNDM": SamplerSupport("x and up to 3 past derivatives", "its past derivatives", _PAST_DERIVATIVES),
+        "IPNDM_V": SamplerSupport("x and up to 3 past derivatives", "its past derivatives", _PAST_DERIVATIVES),
+        "DEIS": SamplerSupport("x and up to 3 past derivatives", "its past derivatives", _PAST_DERIVATIVES),
+        "DDPM": SamplerSupport("x only"),
+    },
+    convertible=A1111_SAMPLERS.convertible,
+    restart_safe=A1111_SAMPLERS.restart_safe,
+)
+
+
+def refusal_for(
+    table: SamplerTable, sampler_name: str | None, strategy: str, dirn: Direction, by_steps: bool = False
+) -> str | None:
     """Every refusal a refiner switch of ``dirn`` meets before its sampler state is looked at."""
-    return channel_refusal(dirn) or table.refusal(sampler_name, strategy, dirn)
+    return channel_refusal(dirn) or table.refusal(sampler_name, strategy, dirn, by_steps)
