@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from webui_env import REPO, SIZE, WEBUI, HiresInput, Webui
+from webui_env import REPO, SIZE, WEBUI, Webui, load_the_extension
 
 NEO = REPO / "tests" / "webui_neo"
 STANDIN_PACKAGES = {"modules", "modules_forge", "huggingface_guess", "k_diffusion", "gradio", "launch", "xyz_grid",
@@ -74,10 +74,9 @@ def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Pat
     import of ``modules.api.models`` comes first, then this repository as the one user extension. ``empty_modes``:
     ``shared.latent_upscale_modes`` empty with default ``"None"``, as Neo 2.2x ships it."""
     import fake_engines
-    from modules import extensions, paths, script_callbacks, scripts, sd_models, sd_samplers_kdiffusion, shared
+    from modules import extensions, paths, sd_models, shared
     from modules_forge import main_entry
 
-    from interposer.runtime import DEFAULT_CACHE
 
     shared.state.interrupted = False
     shared.state.skipped = False
@@ -112,32 +111,8 @@ def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Pat
 
     import modules.api.models  # noqa: F401  Neo's built-in ControlNet imports it before user extensions load
 
-    extensions.list_extensions()
-    scripts.load_scripts()
-    script_callbacks.before_ui_callback()
-    runner = scripts.scripts_txt2img
-    runner.initialize_scripts(False)
-    runner.setup_ui()
-    runner_img2img = scripts.scripts_img2img
-    runner_img2img.initialize_scripts(True)
-    runner_img2img.setup_ui()
-    script_callbacks.ui_settings_callback()
-    shared.opts.data["latent_interposer_weights_dir"] = str(weights_dir)
-    shared.opts.data["latent_interposer_allow_download"] = False
-    shared.opts.data["latent_interposer_auto_apply"] = False  # as in webui_env: tests turn it on where they want it
-    DEFAULT_CACHE.clear()
-
-    webui = Webui(photo=photo, vaes=tiny_vaes, runner=runner, runner_img2img=runner_img2img,
-                  defaults={"hr_checkpoint_name": "sd15", "hr_additional_modules": ["Use same choices"]})  # fmt: skip
-    original = sd_samplers_kdiffusion.KDiffusionSampler.sample_img2img
-
-    def spy(self, p, x, noise, *args, **kwargs):
-        webui.hires_inputs.append(HiresInput(x.clone(), noise.clone(), shared.sd_model))
-        return original(self, p, x, noise, *args, **kwargs)
-
-    monkeypatch.setattr(sd_samplers_kdiffusion.KDiffusionSampler, "sample_img2img", spy)
-    monkeypatch.setattr("builtins.print", lambda *a, **k: webui.console.append(" ".join(map(str, a))))
-    return webui
+    return load_the_extension(monkeypatch, tiny_vaes, photo, weights_dir, hr_checkpoint_name="sd15",
+                              hr_additional_modules=["Use same choices"])  # fmt: skip
 
 
 __all__ = ["SIZE", "add_checkpoint", "boot", "neo_modules"]

@@ -22,10 +22,7 @@ from fake_models import FakeModel, write_checkpoint  # noqa: E402
 from modules import (  # noqa: E402
     extensions,
     paths,
-    script_callbacks,
-    scripts,
     sd_models,
-    sd_samplers_kdiffusion,
     shared,
 )
 
@@ -33,6 +30,14 @@ from interposer.images import psnr  # noqa: E402
 from interposer.runtime import DEFAULT_CACHE  # noqa: E402
 
 SIZE = 192  # first pass (24x24 latents); hires x1.5 -> 288 px (36x36 latents)
+
+
+def _loaded(*names: str) -> list:
+    """The stand-in modules loaded now (A1111's, or Forge Neo's inside ``neo_env.neo_modules``), looked up when
+    called: the names imported at the top of this file are always A1111's."""
+    import importlib
+
+    return [importlib.import_module(f"modules.{name}") for name in names]
 
 
 @dataclass
@@ -148,6 +153,16 @@ def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Pat
         add_checkpoint(name, kind, lambda family=family: FakeModel(family, tiny_vaes[family], photo))
     shared.opts.data["sd_model_checkpoint"] = "sdxl_base.safetensors"
 
+    return load_the_extension(monkeypatch, tiny_vaes, photo, weights_dir)
+
+
+def load_the_extension(monkeypatch, tiny_vaes, photo: torch.Tensor, weights_dir: Path, **defaults) -> Webui:
+    """What both stand-ins do once their checkpoints are set up: discover and load the scripts as the webui does,
+    build both tabs' script UIs and settings, point the extension at ``weights_dir`` (downloads off), and record
+    what reaches the hires sampler and what is printed. Uses whichever stand-in's ``modules`` is loaded."""
+    extensions, script_callbacks, scripts, sd_samplers_kdiffusion, shared = _loaded(
+        "extensions", "script_callbacks", "scripts", "sd_samplers_kdiffusion", "shared"
+    )
     extensions.list_extensions()
     scripts.load_scripts()
     script_callbacks.before_ui_callback()
@@ -165,7 +180,7 @@ def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Pat
     shared.opts.data["latent_interposer_auto_apply"] = False
     DEFAULT_CACHE.clear()
 
-    webui = Webui(photo=photo, vaes=tiny_vaes, runner=runner, runner_img2img=runner_img2img)
+    webui = Webui(photo=photo, vaes=tiny_vaes, runner=runner, runner_img2img=runner_img2img, defaults=defaults)
     original = sd_samplers_kdiffusion.KDiffusionSampler.sample_img2img
 
     def spy(self, p, x, noise, *args, **kwargs):
