@@ -2,12 +2,13 @@
 
     python docs/screenshots.py --url http://127.0.0.1:7860 --prefix neo [--out docs/images]
 
-writes ``<prefix>-script.jpg`` (txt2img: *Script* = Latent Interposer, its controls), ``<prefix>-hires-upscaler.jpg``
-(the hires *Upscaler* list opened, ``Latent (NN)`` among the entries) and ``<prefix>-settings.jpg`` (*Settings →
-Latent Interposer*). It drives headless Chromium through Selenium, so it needs Debian's ``chromium`` and
-``chromium-driver`` and ``pip install selenium`` (not a dependency of the project: this is a maintainer's tool, run
-by hand against a webui started with the extension installed; never in tests or CI). Each file is a JPEG of at
-most ~300 KB; it prints what each picture shows (entries, labels), so a run can be read without looking.
+writes ``<prefix>-script.jpg`` (txt2img: *Script* = Latent Interposer, its controls),
+``<prefix>-hires-upscaler.jpg`` (Hires. fix with ``Latent (NN)`` chosen from the *Upscaler* list; the list's
+entries are printed) and ``<prefix>-settings.jpg`` (*Settings → Latent Interposer*). It drives headless Chromium
+through Selenium, so it needs Debian's ``chromium`` and ``chromium-driver`` and ``pip install selenium`` (not a
+dependency of the project: this is a maintainer's tool, run by hand against a webui started with the extension
+installed; never in tests or CI). Each file is a JPEG of at most ~300 KB; it prints what each picture shows
+(entries, labels), so a run can be read without looking.
 """
 
 from __future__ import annotations
@@ -141,11 +142,11 @@ def hires_upscalers(page: Page, out: Path) -> None:
     print("hires Upscaler list:", entries)
     if "Latent (NN)" not in entries:
         raise SystemExit("Latent (NN) is not in the hires upscaler list")
-    page.js("const li = Array.from(gradioApp().querySelectorAll('ul.options li')).find(e => e.textContent.replace("
-            "'✓', '').trim() == 'Latent (NN)'); if (li) li.scrollIntoView({block: 'nearest'});")  # fmt: skip
-    time.sleep(0.5)
-    page.shot(out, page.rect("#txt2img_hr", "ul.options"))
+    page.choose("Latent (NN)")  # an open list is clipped by A1111's accordion: show it chosen instead
     page.js("document.activeElement && document.activeElement.blur()")
+    time.sleep(1)
+    print("hires Upscaler now:", page.js("return gradioApp().querySelector('#txt2img_hr_upscaler input').value"))
+    page.shot(out, page.rect("#txt2img_hr"))
 
 
 def settings_section(page: Page, out: Path) -> None:
