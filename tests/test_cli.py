@@ -30,7 +30,8 @@ def test_list_shows_custom_trained_files(tmp_path, capsys, linear_weights):
     assert main(["list", "--weights-dir", str(folder), "--no-download"]) == 0
     out = capsys.readouterr().out
     assert "xl-to-v1   yes        folder:" in out
-    assert "fx-to-v1   no         hub (download): https://" in out
+    assert "fx-to-xl   yes        folder:" in out
+    assert "ca-to-v1   no         hub (download): https://" in out
 
 
 def test_list_reports_a_broken_custom_file(tmp_path, capsys):

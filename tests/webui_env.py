@@ -1,7 +1,7 @@
 """Boots the A1111 1.10.1 stand-in (tests/webui) with this extension loaded, for the webui tests.
 
 The stand-in checkpoints are an "SDXL" base, an "SD1.5" and an "SD3" model whose VAEs are the
-TAESD files in ../shared and whose denoisers know one photo (see tests/webui/fake_models.py).
+TAESD files in ../shared and whose denoisers know one photo (see tests/fake_models.py, which both stand-ins use).
 """
 
 from __future__ import annotations

@@ -88,11 +88,6 @@ class Generation:
         self._saved: dict[str, tuple[bool, Any]] = {}
         self._base_init_latent: Any = None  # img2img: p.init_latent in the base model's space, during sample()
 
-    @property
-    def latent_space(self):
-        """The package's space of the live latents (``None``: unknown or not convertible)."""
-        return self.family.space if self.family is not None else None
-
     # ------------------------------------------------------------------ attach / detach
 
     @staticmethod
