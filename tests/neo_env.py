@@ -33,8 +33,8 @@ CHECKPOINT_KEYS = {
              "conditioner.embedders.1.model.ln_final.weight": [1], _UNET_IN: [1, 4, 1, 1]},
     "lumina2": {_DIT + "cap_embedder.1.weight": [1, 1], _DIT + "layers.0.attention.qkv.weight": [1, 1],
                 "vae.decoder.conv_in.weight": [1, 16, 1, 1]},
-    "mugen": {"model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale": [1],
-              "model.diffusion_model.double_stream_modulation_img.lin.weight": [1, 1]},
+    "mugen": {"conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight": [1, 1],
+              "conditioner.embedders.1.model.ln_final.weight": [1], _UNET_IN: [1, 32, 1, 1]},
     "qwen": {"model.diffusion_model.txt_norm.weight": [1], "model.diffusion_model.img_in.weight": [1, 64]},
 }  # fmt: skip
 

@@ -117,6 +117,21 @@ def test_a_flux_family_hires_checkpoint_is_refused_before_sampling(neo):
     assert shared.sd_model.apply_calls == 0 and not neo.hires_inputs
 
 
+def test_a_mugen_file_and_a_loaded_mugen_are_one_family_and_not_sdxl(neo):
+    """Mugen's checkpoint has SDXL's text encoders and a 32-channel UNet: read from its header before loading, it
+    must be the family the loaded engine reports (SDXL_Flux2, 32 channels), or a Mugen first pass with a Mugen hires
+    checkpoint would be refused as crossing, and an SDXL one with a Mugen hires checkpoint let through."""
+    import fake_engines
+    from modules import sd_models
+
+    from interposer.webui.adapter import detect_webui
+    from interposer.webui.families import checkpoint_kind
+
+    from_file = checkpoint_kind(sd_models.get_closet_checkpoint_match("mugen").filename).family
+    loaded = detect_webui().family(fake_engines.Mugen(neo.photo))
+    assert from_file.key == loaded.key == "SDXL_Flux2/32" and not from_file.supported
+
+
 def test_a_vae_with_other_factors_is_refused_not_converted(neo, tiny_vaes):
     """A FLUX.1-format model whose VAE scales by something else: converting would give garbage."""
     import fake_engines

@@ -205,7 +205,10 @@ def _kind_from_header(header: dict[str, dict]) -> CheckpointKind | None:
     if _SD3_KEY in header:
         return space("v3")
     if _SDXL_KEY in header:
-        return space("xl", in_channels(4) != 4)
+        channels = in_channels(4)
+        if channels == 32:  # Mugen: an SDXL UNet on the 32-channel Flux.2 VAE (latent format SDXL_Flux2)
+            return CheckpointKind(_unsupported("SDXL_Flux2/32"), False)
+        return space("xl", channels != 4)
     if _SDXL_REFINER_KEY in header:
         return space("xl")
     if _DEPTH_KEY in header:

@@ -158,10 +158,11 @@ class _NoVae:
 
 
 class Mugen(FakeEngine):
-    """Neo's Mugen: ``is_sdxl=True`` but 32-channel Flux.2-VAE latents (mugen.py 61)."""
+    """Neo's Mugen: ``is_sdxl=True`` but 32-channel Flux.2-VAE latents (mugen.py 61); its checkpoint has SDXL's
+    text encoders and a 32-channel UNet input."""
 
     def __init__(self, photo, *args, **kwargs):
-        super().__init__("xl", _NoVae(), photo, *args, latent_format=latent.Mugen(), **kwargs)
+        super().__init__("xl", _NoVae(), photo, *args, latent_format=latent.SDXL_Flux2(), **kwargs)
         self.is_sdxl = True
 
 

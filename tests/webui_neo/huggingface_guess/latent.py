@@ -55,8 +55,9 @@ class Flux2(LatentFormat):
         self.scale_factor = 1.0
 
 
-class Mugen(LatentFormat):
-    """Mugen: the 32-channel Flux.2 VAE at /8 (its engine still says ``is_sdxl=True``)."""
+class SDXL_Flux2(LatentFormat):
+    """Mugen's (Neo 2.2x model_list.Mugen): an SDXL UNet on the 32-channel Flux.2 VAE at /8 (its engine still says
+    ``is_sdxl=True``)."""
 
     def __init__(self):
         self.latent_channels = 32
