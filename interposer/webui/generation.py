@@ -408,6 +408,7 @@ class OneLineErrors:
         self.log(message.removeprefix("Latent Interposer: "))
         try:
             short = type(error)(message)
+            short.__dict__.update(error.__dict__)  # e.g. WeightsNotFoundError.missing
         except Exception:  # an error type with another constructor: keep it, but drop its chain
             short = error
         short._said = True
