@@ -96,6 +96,20 @@ SPACES: dict[str, LatentSpace] = {
             aliases=("flux", "flux1"),
         ),
         LatentSpace(
+            name="f2",
+            label="FLUX.2",
+            channels=32,
+            spatial_factor=8,
+            scale=1.0,
+            shift=0.0,
+            source=(
+                "FLUX.2 VAE latent after its BatchNorm (running mean/var, eps 1e-4), unpacked from the 128-channel "
+                "2x2-packed form to 32 channels at /8: the space of taef2 and of Forge Neo's Mugen (SDXL_Flux2); "
+                "Klein's sampler holds the same latent packed (see interposer/packing.py). No further factor"
+            ),
+            aliases=("flux2",),
+        ),
+        LatentSpace(
             name="ca",
             label="Stable Cascade stage A/B",
             channels=4,

@@ -18,8 +18,10 @@ from . import hub
 from .errors import InterposerError, WeightsNotFoundError
 from .spaces import LatentSpace, get_space
 
-TAESD_NAMES = {"v1": "taesd", "xl": "taesdxl", "v3": "taesd3", "fx": "taef1"}
+TAESD_NAMES = {"v1": "taesd", "xl": "taesdxl", "v3": "taesd3", "fx": "taef1", "f2": "taef2"}
 PARTS = ("encoder", "decoder")
+# taef2 is TAESD's ``flux_2`` variant: these Blocks (Sequential indices) also have a ``pool`` branch.
+POOLED_BLOCKS = {"f2": {"encoder": (11, 12, 13), "decoder": (3, 4, 5)}}
 
 
 def _conv(n_in: int, n_out: int, **kwargs) -> nn.Conv2d:
@@ -32,30 +34,41 @@ class Clamp(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, n_in: int, n_out: int) -> None:
+    """TAESD's residual block; ``pool`` (taef2) first adds a 1x1 bottleneck of the input to itself."""
+
+    def __init__(self, n_in: int, n_out: int, pool: bool = False) -> None:
         super().__init__()
         self.conv = nn.Sequential(_conv(n_in, n_out), nn.ReLU(), _conv(n_out, n_out), nn.ReLU(), _conv(n_out, n_out))
         self.skip = nn.Conv2d(n_in, n_out, 1, bias=False) if n_in != n_out else nn.Identity()
         self.fuse = nn.ReLU()
+        if pool:
+            self.pool = nn.Sequential(nn.Conv2d(n_in, 256, 1, bias=False), nn.GroupNorm(4, 256), nn.ReLU(),
+                                      nn.Conv2d(256, n_in, 1, bias=False))  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, "pool"):
+            x = x + self.pool(x)
         return self.fuse(self.conv(x) + self.skip(x))
 
 
-def make_encoder(latent_channels: int) -> nn.Sequential:
+def _with_pools(layers: list[nn.Module], pooled: tuple[int, ...]) -> nn.Sequential:
+    return nn.Sequential(*(Block(64, 64, pool=True) if i in pooled else m for i, m in enumerate(layers)))
+
+
+def make_encoder(latent_channels: int, pooled: tuple[int, ...] = ()) -> nn.Sequential:
     stages = [
         m for _ in range(3) for m in (_conv(64, 64, stride=2, bias=False), Block(64, 64), Block(64, 64), Block(64, 64))
     ]
-    return nn.Sequential(_conv(3, 64), Block(64, 64), *stages, _conv(64, latent_channels))
+    return _with_pools([_conv(3, 64), Block(64, 64), *stages, _conv(64, latent_channels)], pooled)
 
 
-def make_decoder(latent_channels: int) -> nn.Sequential:
+def make_decoder(latent_channels: int, pooled: tuple[int, ...] = ()) -> nn.Sequential:
     stages = [
         m
         for _ in range(3)
         for m in (Block(64, 64), Block(64, 64), Block(64, 64), nn.Upsample(scale_factor=2), _conv(64, 64, bias=False))
     ]
-    return nn.Sequential(Clamp(), _conv(latent_channels, 64), nn.ReLU(), *stages, Block(64, 64), _conv(64, 3))
+    return _with_pools([Clamp(), _conv(latent_channels, 64), nn.ReLU(), *stages, Block(64, 64), _conv(64, 3)], pooled)
 
 
 class TinyVAE(nn.Module):
@@ -110,7 +123,9 @@ def load_part(path: str | os.PathLike, space: str | LatentSpace, part: str) -> n
     state_dict = _read_state_dict(path)
     if any(k.startswith(f"{part}.layers.") for k in state_dict):
         state_dict = _from_diffusers(state_dict, part)
-    module = make_encoder(space.channels) if part == "encoder" else make_decoder(space.channels)
+    pooled = POOLED_BLOCKS.get(space.name, {}).get(part, ())
+    make = make_encoder if part == "encoder" else make_decoder
+    module = make(space.channels, pooled)
     try:
         module.load_state_dict({k: v.float() for k, v in state_dict.items()}, strict=True)
     except RuntimeError as exc:

@@ -16,7 +16,8 @@ def test_published_scale_factors():
     assert (SPACES["v3"].scale, SPACES["v3"].shift) == (1.5305, 0.0609)
     assert (SPACES["fx"].scale, SPACES["fx"].shift) == (0.3611, 0.1159)
     assert SPACES["ca"].scale == pytest.approx(1 / 0.43)
-    assert {s.channels for s in SPACES.values()} == {4, 16}
+    assert (SPACES["f2"].scale, SPACES["f2"].shift, SPACES["f2"].channels) == (1.0, 0.0, 32)  # after the BatchNorm
+    assert {s.channels for s in SPACES.values()} == {4, 16, 32}
     assert SPACES["ca"].spatial_factor == 4
 
 
@@ -50,3 +51,18 @@ def test_direction_parsing():
         direction("xl>v1")
     with pytest.raises(UnknownDirectionError, match="nothing to convert"):
         direction("xl-to-sdxl")
+
+
+def test_flux2_packing_round_trip_is_exact_and_matches_the_vae_order():
+    """FLUX.2's VAE packs ``c (i pi) (j pj) -> (c pi pj) i j``; Neo's preview unpacks with
+    ``reshape(B, 32, 2, 2, H, W).permute(0, 1, 4, 2, 5, 3)``: both are what interposer.packing does."""
+    from interposer.errors import InvalidLatentsError
+    from interposer.packing import pack_2x2, unpack_2x2
+
+    raw = torch.randn(2, 32, 10, 14)
+    by_formula = raw.reshape(2, 32, 5, 2, 7, 2).permute(0, 1, 3, 5, 2, 4).reshape(2, 128, 5, 7)
+    assert torch.equal(pack_2x2(raw), by_formula)
+    neo_preview = by_formula.reshape(2, 32, 2, 2, 5, 7).permute(0, 1, 4, 2, 5, 3).reshape(2, 32, 10, 14)
+    assert torch.equal(unpack_2x2(by_formula), neo_preview) and torch.equal(unpack_2x2(pack_2x2(raw)), raw)
+    with pytest.raises(InvalidLatentsError, match=r"\[B, 128, H, W\]"):
+        unpack_2x2(torch.zeros(1, 32, 4, 4))

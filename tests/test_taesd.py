@@ -26,6 +26,16 @@ def test_sixteen_channel_families(tiny_vaes):
     assert tiny_vaes["fx"].encode(image).shape == (1, 16, 8, 8)
 
 
+def test_taef2_loads_strictly_with_its_pool_branches_and_round_trips():
+    """taef2 is TAESD's flux_2 variant (pool branches in three encoder and three decoder Blocks): 32 channels at /8."""
+    vae = load_tiny_vae("f2", TAESD_DIR, allow_download=False)
+    assert sum(1 for m in vae.modules() if hasattr(m, "pool")) == 6
+    image = photo("045.jpg", 128)
+    latents = vae.encode(image)
+    assert latents.shape == (1, 32, 16, 16)
+    assert psnr(vae.decode(latents), image) > 25
+
+
 def test_a1111_pth_files_load_with_the_weights_only_loader(tmp_path, tiny_vaes):
     for part in ("encoder", "decoder"):
         state = load_file(TAESD_DIR / f"taesd_{part}.safetensors")
