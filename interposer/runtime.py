@@ -254,6 +254,9 @@ class Converter:
     upscale_policy: str = DEFAULT_POLICY
     upscale_factors: tuple[float, ...] = PUBLISHED_FACTORS
     resize_mode: str = "bicubic"  # how the remainder of an upscale plan is resized (down: antialiased)
+    # A family nobody publishes an upscaler for (FLUX.1, FLUX.2) and with no file of its own: interpolate with
+    # ``resize_mode`` (and say so) instead of refusing. The webui's Latent (NN) needs that; the CLI refuses.
+    interpolate_without_upscaler: bool = False
     _warned: set = field(default_factory=set, repr=False)
 
     def with_options(self, **changes) -> Converter:
@@ -385,6 +388,9 @@ class Converter:
             return preferred
         lacking = {spec.factor for spec, _ in missing}
         present = [f for f in self.upscale_factors if f not in lacking and not self.missing([parse_upscaler(space, f)])]
+        if not present and self.interpolate_without_upscaler and space.name not in PUBLISHED_SPACES:
+            plan = plan_upscale(size_in, size, (), self.upscale_policy)
+            return replace(plan, note=f"no {space.name} latent upscaler exists: {self.resize_mode} interpolation")
         if not present:
             raise missing_weights_error(missing, self.weights)
         plan = plan_upscale(size_in, size, tuple(present), self.upscale_policy)
@@ -544,6 +550,8 @@ def _available_order(order: str, src: LatentSpace, dst: LatentSpace) -> str:
 
 
 def _plan_label(space: LatentSpace, plan: UpscalePlan) -> str:
+    if not plan.factors and plan.resize:
+        return f"{space.name} interpolated"
     steps = "+".join(f"x{f!r}" for f in plan.factors) or "no learned step"
     return f"{space.name} {steps}" + ("+resize" if plan.resize else "")
 

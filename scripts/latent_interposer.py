@@ -54,25 +54,16 @@ def _generation_options(**ui_values):
 def _converter(options) -> Converter:
     folder = options.weights_dir
     query = WeightsQuery(folders=(folder,), allow_download=options.allow_download, download_dir=folder, for_webui=True)
-    return Converter(weights=query, device=options.device, precision=options.precision)
-
-
-def _vae_override() -> str | None:
-    """A global VAE choice that the webui forces onto every checkpoint, if there is one."""
-    vae_path = getattr(shared.cmd_opts, "vae_path", None)
-    if vae_path:
-        return f"--vae-path {vae_path}"
-    choice = _option("sd_vae", "Automatic")
-    if _option("sd_vae_overrides_per_model_preferences", True) and choice not in ("Automatic", "auto", "None", None):
-        return f"the SD VAE setting {choice!r} (with 'Selected VAE overrides per-model preferences' on)"
-    return None
+    # Latent (NN) on a family nobody publishes an upscaler for interpolates (and says so) rather than refusing.
+    return Converter(weights=query, device=options.device, precision=options.precision,
+                     interpolate_without_upscaler=True)  # fmt: skip
 
 
 def _attach(p, owner: str, **ui_values) -> Generation:
     def resolve_options():
         return _generation_options(**ui_values)
 
-    generation = Generation(p, WEBUI, resolve_options, _converter, vae_override=_vae_override, option=_option)
+    generation = Generation(p, WEBUI, resolve_options, _converter, option=_option)
     generation.owner = owner
     return generation.attach()
 

@@ -5,8 +5,11 @@ takes the A1111 stand-in's packages out of ``sys.modules`` (and its folder off `
 imported, and puts everything back afterwards, so the A1111 tests that run later see their own modules.
 
 Neo's checkpoints here: ``sd15`` (SD1.5), ``sdxl`` (SDXL) and ``lumina2`` (Lumina 2: FLUX.1's latent space, 16
-channels), whose VAEs are the TAESD files in ../shared and whose denoisers know one photo; ``mugen`` and ``qwen``
-are of families no interposer converts (their stand-ins cannot even sample).
+channels), all-in-one files whose VAEs are the TAESD files in ../shared and whose denoisers know one photo;
+``lumina2-dit``, the same Lumina 2 as users load it: a diffusion-model-only file that needs the modules
+``ae.safetensors`` (its VAE) and ``gemma_2_2b.safetensors`` (its text encoder); ``mugen`` (FLUX.2's latents, 32
+channels) and ``klein`` (FLUX.2 packed, 128 channels), for which no interposer weights are here, and ``qwen``, of a
+family no interposer converts (these stand-ins cannot sample). ``sdxl_vae.safetensors`` is an SDXL VAE module.
 """
 
 from __future__ import annotations
@@ -26,17 +29,28 @@ STANDIN_PACKAGES = {"modules", "modules_forge", "huggingface_guess", "k_diffusio
 _UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
 # Key names (and shapes where Neo's huggingface_guess reads them) of each kind of checkpoint, tiny tensors.
 _DIT = "model.diffusion_model."
+_SD_VAE = {"first_stage_model.decoder.conv_in.weight": [1, 4, 1, 1]}
 CHECKPOINT_KEYS = {
     "sd15": {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": [1, 1],
-             _UNET_IN: [1, 4, 1, 1]},
+             _UNET_IN: [1, 4, 1, 1], **_SD_VAE},
     "sdxl": {"conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight": [1, 1],
-             "conditioner.embedders.1.model.ln_final.weight": [1], _UNET_IN: [1, 4, 1, 1]},
+             "conditioner.embedders.1.model.ln_final.weight": [1], _UNET_IN: [1, 4, 1, 1], **_SD_VAE},
     "lumina2": {_DIT + "cap_embedder.1.weight": [1, 1], _DIT + "layers.0.attention.qkv.weight": [1, 1],
-                "vae.decoder.conv_in.weight": [1, 16, 1, 1]},
+                "vae.decoder.conv_in.weight": [1, 16, 1, 1], "text_encoders.gemma2_2b.norm.weight": [1]},
+    "lumina2-dit": {"cap_embedder.1.weight": [1, 1], "layers.0.attention.qkv.weight": [1, 1]},
     "mugen": {"conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight": [1, 1],
-              "conditioner.embedders.1.model.ln_final.weight": [1], _UNET_IN: [1, 32, 1, 1]},
+              "conditioner.embedders.1.model.ln_final.weight": [1], _UNET_IN: [1, 32, 1, 1],
+              "vae.decoder.conv_in.weight": [1, 32, 1, 1]},
+    "klein": {"double_blocks.0.img_attn.norm.key_norm.scale": [1],
+              "double_stream_modulation_img.lin.weight": [1, 1]},
     "qwen": {"model.diffusion_model.txt_norm.weight": [1], "model.diffusion_model.img_in.weight": [1, 64]},
 }  # fmt: skip
+# Separate VAE / text-encoder files ("modules"): kind, the stand-in's VAE family or text encoder, latent channels.
+MODULE_KEYS = {
+    "ae": {"decoder.conv_in.weight": [1, 16, 1, 1]},
+    "sdxl_vae": {"decoder.conv_in.weight": [1, 4, 1, 1]},
+    "gemma_2_2b": {"model.norm.weight": [1]},
+}
 
 
 @contextlib.contextmanager
@@ -69,13 +83,33 @@ def add_checkpoint(name: str, kind: str, factory):
     return sd_models.register_checkpoint(path, factory)
 
 
-def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Path, *, empty_modes=False) -> Webui:
+def add_module(name: str, kind: str, value, channels: int | None = None) -> str:
+    """A module file ``models/VAE/<name>.safetensors`` or ``models/text_encoder/...`` (``kind``: vae or
+    text_encoder) with the key names Neo's loader reads; returns its path as Neo stores it in the options."""
+    from modules import paths, sd_models
+
+    folder = "VAE" if kind == "vae" else "text_encoder"
+    path = Path(paths.models_path) / folder / f"{name}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({key: torch.zeros(shape, dtype=torch.float16) for key, shape in MODULE_KEYS[name].items()}, str(path))
+    sd_models.register_module(str(path), kind, value, channels)
+    return str(path)
+
+
+FORGE_VERSION = "f2.0.1v1.10.1-previous-669-gdfdcbab6"  # lllyasviel's Forge @ dfdcbab
+
+
+def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Path, *, empty_modes=False,
+         forge=False) -> Webui:  # fmt: skip
     """Reset the Neo stand-in and load the scripts as Neo does (inside :func:`neo_modules`): the built-in ControlNet's
     import of ``modules.api.models`` comes first, then this repository as the one user extension. ``empty_modes``:
-    ``shared.latent_upscale_modes`` empty with default ``"None"``, as Neo 2.2x ships it."""
+    ``shared.latent_upscale_modes`` empty with default ``"None"``, as Neo 2.2x ships it. ``forge``: lllyasviel's
+    Forge where it differs on the extension's paths (version tag, ``apply_refiner``, the cond cache keyed by the
+    loaded checkpoint, ``is_inpaint`` on DiTs, A1111's ``hires_fix_refiner_pass`` option)."""
     import fake_engines
-    from modules import extensions, paths, sd_models, shared
-    from modules_forge import main_entry
+    from modules import extensions, paths, sd_models, sd_samplers_common, shared
+    from modules.options import OptionInfo
+    from modules_forge import forge_version, main_entry
 
 
     shared.state.interrupted = False
@@ -83,10 +117,19 @@ def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Pat
     sd_models.checkpoints_list.clear()
     sd_models.checkpoint_aliases.clear()
     sd_models.factories.clear()
+    sd_models.bundled.clear()
+    sd_models.module_files.clear()
     sd_models.model_data.__init__()
     for key in [k for k in shared.opts.data_labels if k.startswith("latent_interposer_")]:
         del shared.opts.data_labels[key]
     shared.opts.data = {k: v.default for k, v in shared.opts.data_labels.items()}
+    if forge:
+        monkeypatch.setattr(forge_version, "version", FORGE_VERSION)
+        monkeypatch.setattr(sd_samplers_common, "FLAVOUR", "forge")
+        monkeypatch.setattr(fake_engines, "FORGE_INPAINT_RULE", True)
+        refiner_pass = OptionInfo("second pass", "Hires fix: which pass to enable refiner for")
+        monkeypatch.setitem(shared.opts.data_labels, "hires_fix_refiner_pass", refiner_pass)
+        shared.opts.data["hires_fix_refiner_pass"] = "second pass"
     if empty_modes:
         monkeypatch.setattr(shared, "latent_upscale_modes", {})
         monkeypatch.setattr(shared, "latent_upscale_default_mode", "None")
@@ -101,11 +144,17 @@ def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Pat
         "sd15": lambda: fake_engines.StableDiffusion(tiny_vaes["v1"], photo),
         "sdxl": lambda: fake_engines.StableDiffusionXL(tiny_vaes["xl"], photo),
         "lumina2": lambda: fake_engines.Lumina2(tiny_vaes["fx"], photo),
+        "lumina2-dit": lambda: fake_engines.Lumina2(None, photo),
         "mugen": lambda: fake_engines.Mugen(photo),
+        "klein": lambda: fake_engines.Klein(photo),
         "qwen": lambda: fake_engines.QwenImage(photo),
     }
     for name, factory in engines.items():
         add_checkpoint(name, name, factory)
+    sd_models.bundled[sd_models.get_closet_checkpoint_match("lumina2-dit").filename] = False
+    add_module("ae", "vae", tiny_vaes["fx"], 16)
+    add_module("sdxl_vae", "vae", tiny_vaes["xl"], 4)
+    add_module("gemma_2_2b", "text_encoder", "Lumina2")
     shared.opts.data["sd_model_checkpoint"] = "sdxl.safetensors"
     main_entry.refresh_model_loading_parameters()
 
@@ -115,4 +164,10 @@ def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Pat
                               hr_additional_modules=["Use same choices"])  # fmt: skip
 
 
-__all__ = ["SIZE", "add_checkpoint", "boot", "neo_modules"]
+def module_path(name: str) -> str:
+    from modules import sd_models
+
+    return next(path for path in sd_models.module_files if Path(path).stem == name)
+
+
+__all__ = ["SIZE", "add_checkpoint", "add_module", "boot", "module_path", "neo_modules"]

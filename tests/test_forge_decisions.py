@@ -1,6 +1,5 @@
-"""lllyasviel's Forge (f2) and the adapter choice, as decisions only: no real f2 and no f2 stand-in runs here (its
-refiner switch by steps and its refiner inside hires fix are small differences from Neo, covered by the decision
-layer; see README, "Works in")."""
+"""lllyasviel's Forge (f2) and the adapter choice, as decisions (its refiner switch by steps and inside hires fix);
+tests/test_forge_modules_and_families.py runs the Forge flavour of the Neo stand-in."""
 
 from __future__ import annotations
 

@@ -93,9 +93,9 @@ def test_apply_automatically_converts_the_flux_pass_without_the_script(neo):
     assert neo.hires_psnr(family="xl") > 15.0
 
 
-@pytest.mark.parametrize(("base", "hires"), [("mugen", "sdxl"), ("qwen", "sd15"), ("sd15", "qwen")])
+@pytest.mark.parametrize(("base", "hires"), [("qwen", "sd15"), ("sd15", "qwen")])
 def test_a_family_without_an_interposer_is_refused_in_one_line_before_sampling(neo, base, hires):
-    """Mugen says is_sdxl=True with 32-channel latents: it is not SDXL. Nothing samples, nothing is converted."""
+    """Qwen-Image samples in Wan 2.1's latent space. Nothing samples, nothing is converted."""
     from modules import shared
 
     with pytest.raises(Exception) as info:
@@ -119,8 +119,8 @@ def test_a_flux_family_hires_checkpoint_is_refused_before_sampling(neo):
 
 def test_a_mugen_file_and_a_loaded_mugen_are_one_family_and_not_sdxl(neo):
     """Mugen's checkpoint has SDXL's text encoders and a 32-channel UNet: read from its header before loading, it
-    must be the family the loaded engine reports (SDXL_Flux2, 32 channels), or a Mugen first pass with a Mugen hires
-    checkpoint would be refused as crossing, and an SDXL one with a Mugen hires checkpoint let through."""
+    must be the family the loaded engine reports (FLUX.2's space, 32 channels as is), or a Mugen first pass with a
+    Mugen hires checkpoint would be refused as crossing, and an SDXL one with a Mugen hires checkpoint let through."""
     import fake_engines
     from modules import sd_models
 
@@ -129,7 +129,7 @@ def test_a_mugen_file_and_a_loaded_mugen_are_one_family_and_not_sdxl(neo):
 
     from_file = checkpoint_kind(sd_models.get_closet_checkpoint_match("mugen").filename).family
     loaded = detect_webui().family(fake_engines.Mugen(neo.photo))
-    assert from_file.key == loaded.key == "SDXL_Flux2/32" and not from_file.supported
+    assert from_file.same_as(loaded) and loaded.key == "f2" and loaded.space.channels == 32 and not loaded.layout
 
 
 def test_a_vae_with_other_factors_is_refused_not_converted(neo, tiny_vaes):
@@ -152,12 +152,12 @@ def test_cond_cache_crash_without_the_fix_and_none_with_it(neo, monkeypatch):
     """Neo keys cached conds on the loading parameters, reset to the first-pass checkpoint after the hires load: the
     SDXL hires conds of request 1 are stored under the SD1.5 key, and request 2 ("Use same checkpoint") gets them
     for its SD1.5 hires pass. The extension drops them around every pass on another checkpoint."""
-    from interposer.webui.forge import Forge
+    from interposer.webui.forge import ForgeNeo
 
     requests = [dict(hr_checkpoint_name="sdxl", **first("sd15")), dict(hr_checkpoint_name="Use same checkpoint",
                                                                        **first("sd15"))]  # fmt: skip
     with monkeypatch.context() as without_fix:
-        without_fix.setattr(Forge, "forget_cached_conds", lambda self, p: None)
+        without_fix.setattr(ForgeNeo, "forget_cached_conds", lambda self, p: None)
         neo.generate(TITLE, **requests[0])
         with pytest.raises(AssertionError):
             neo.generate(TITLE, **requests[1])
@@ -220,13 +220,30 @@ def test_latent_nn_from_a_flux_first_pass_converts_then_upscales(neo, linear_ups
     assert 'Latent interposer: "fx-to-xl' in text and 'Latent upscaler: "xl x1.5' in text
 
 
-def test_latent_nn_on_a_flux_first_pass_in_one_family_is_refused_before_sampling(neo):
-    """There is no FLUX.1 latent upscaler: said when the generation starts, not after the first pass."""
-    from modules import shared
+def test_latent_nn_on_a_flux_first_pass_in_one_family_interpolates_and_says_so(neo_empty_modes):
+    """Nobody publishes a FLUX.1 latent upscaler: on Neo 2.2x (no Latent modes) Latent (NN) is still the latent hires
+    route, so it interpolates (bicubic, as the learned plans resize) and the console and infotext say so."""
+    import torch.nn.functional as F
+    from modules import sd_samplers_kdiffusion
 
-    with pytest.raises(Exception, match=r"latent-upscaler-v2\.1_SDfx-x1\.5\.safetensors"):
-        neo.generate(TITLE, hr_upscaler=NN, hr_checkpoint_name="Use same checkpoint", **first("lumina2"))
-    assert shared.sd_model.apply_calls == 0
+    neo = neo_empty_modes
+    seen = []
+    original = sd_samplers_kdiffusion.KDiffusionSampler.sample
+
+    def spy(self, *args, **kwargs):
+        seen.append(original(self, *args, **kwargs))
+        return seen[-1]
+
+    sd_samplers_kdiffusion.KDiffusionSampler.sample = spy
+    try:
+        processed = neo.generate(TITLE, hr_upscaler=NN, hr_checkpoint_name="Use same checkpoint", **first("lumina2"))
+    finally:
+        sd_samplers_kdiffusion.KDiffusionSampler.sample = original
+    expected = F.interpolate(seen[0], size=(HIRES, HIRES), mode="bicubic", align_corners=False)
+    assert torch.allclose(neo.hires_inputs[-1].x, expected, atol=1e-6)
+    assert 'Latent upscaler: "fx interpolated, -, fp32"' in processed.infotexts[0]
+    said = [line for line in neo.console if "hires upscale: fx interpolated" in line]
+    assert len(said) == 1 and "no fx latent upscaler exists: bicubic interpolation" in said[0]
 
 
 def test_settings_section_and_the_api_options_reply(neo):

@@ -141,10 +141,10 @@ def test_a_second_identical_request_and_the_base_alone_work(neo, monkeypatch):
     """Neo computes the refiner's conds at the switch through its cond cache, keyed on the base checkpoint: without
     the extension's invalidation the SD1.5 refiner gets the SDXL conds (AssertionError), and the next SDXL
     generation the SD1.5 ones."""
-    from interposer.webui.forge import Forge
+    from interposer.webui.forge import ForgeNeo
 
     with monkeypatch.context() as without_fix:
-        without_fix.setattr(Forge, "forget_cached_conds", lambda self, p: None)
+        without_fix.setattr(ForgeNeo, "forget_cached_conds", lambda self, p: None)
         with pytest.raises(AssertionError):
             switch(neo, sampler_name="Euler", refiner_switch_at=1.0)
     for _ in range(2):

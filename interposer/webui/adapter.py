@@ -24,6 +24,10 @@ class Webui:
     version = ""
     samplers: SamplerTable
     refiner_in_hires = True  # can a refiner switch happen inside the hires pass?
+    # Does the hires pass start from the first-pass checkpoint again (A1111 reloads it before the hires pass;
+    # the Forges load only a hires checkpoint or modules that were asked for, so a refiner loaded during the
+    # first pass stays loaded)?
+    hires_reloads_first_pass_model = True
 
     def family(self, sd_model: Any) -> Family | None:
         """The family of a loaded model (``None``: cannot tell)."""
@@ -39,11 +43,31 @@ class Webui:
         kind: CheckpointKind | None = checkpoint_kind(getattr(info, "filename", None))
         if kind is None:
             return Checkpoint(None, False, getattr(info, "filename", None), title)
-        return Checkpoint(kind.family, kind.image_conditioned, info.filename, title)
+        return Checkpoint(kind.family, kind.image_conditioned, info.filename, title, kind.bundled)
 
     def image_conditioned(self, sd_model: Any) -> bool:
         """An inpainting (or other image-conditioned) model: extra UNet input channels."""
         return False
+
+    # ---- separate VAE / text-encoder files ("modules"): only the Forges have them
+
+    def first_pass_modules(self, option: Any) -> list[str]:
+        """The VAE / text-encoder files the first pass was loaded with (besides its checkpoint)."""
+        return []
+
+    def hires_keeps_modules(self, p: Any) -> bool:
+        """Does a hires pass on another checkpoint keep the first pass's modules (Forge: "Use same choices")?"""
+        return False
+
+    def use_builtin_hires_modules(self, p: Any) -> None:
+        """Make the hires pass load its checkpoint with the VAE and text encoders inside it."""
+        raise NotImplementedError
+
+    hires_modules_setting = ""  # where the user picks the hires pass's modules (the webui's own words)
+
+    def vae_override(self, option: Any) -> str | None:
+        """A VAE choice the webui forces onto every checkpoint, described for a warning (``None``: none)."""
+        return None
 
     def forget_cached_conds(self, p: Any) -> None:
         """Drop prompt conditionings the webui cached for another checkpoint than the one now loaded (called
@@ -72,15 +96,18 @@ class Webui:
 
 
 class Checkpoint:
-    """A checkpoint a pass will run on, as known before sampling (``family`` None: not known yet)."""
+    """A checkpoint a pass will run on, as known before sampling (``family`` None: not known yet; ``bundled``: its
+    VAE and text encoders are inside the file)."""
 
-    __slots__ = ("family", "filename", "image_conditioned", "title")
+    __slots__ = ("bundled", "family", "filename", "image_conditioned", "title")
 
-    def __init__(self, family: Family | None, image_conditioned: bool, filename: str | None, title: str) -> None:
+    def __init__(self, family: Family | None, image_conditioned: bool, filename: str | None, title: str,
+                 bundled: bool = True) -> None:  # fmt: skip
         self.family = family
         self.image_conditioned = image_conditioned
         self.filename = filename
         self.title = title
+        self.bundled = bundled
 
 
 def forge_version() -> str | None:

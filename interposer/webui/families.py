@@ -9,7 +9,9 @@ Two readings of a loaded model exist, because the webuis describe their models d
   ``model_config.latent_format`` (class, ``scale_factor``, ``shift_factor``, ``latent_channels``) and scale with
   the VAE's own factors. Their ``is_sdxl`` is not a family: Neo's Mugen says ``is_sdxl=True`` with 32-channel
   latents. SD1.5 -> ``v1``; SDXL and its refiner -> ``xl``; FLUX.1, Chroma, Z-Image, Lumina 2 / Neta Lumina
-  (all ``latent.Flux``) -> ``fx``; SD3 -> ``v3``; anything else is a :class:`Family` without an interposer.
+  (all ``latent.Flux``) -> ``fx``; SD3 -> ``v3``; FLUX.2 Klein / ERNIE-Image (``Flux2``: 128 channels at /16, packed)
+  and Mugen (``SDXL_Flux2``: the same latent unpacked, 32 channels at /8) -> ``f2``; anything else (``Wan21``: Wan,
+  Qwen-Image, Anima, Krea 2, 5-D; ``RGB``: PiD's pixels) is a :class:`Family` without an interposer.
 
 A :class:`Family` always has a ``key``, so two models of the same unsupported family (two Qwen-Image
 checkpoints) are still known not to cross; only ``space`` says whether the interposer can convert it.
@@ -22,8 +24,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import CorruptWeightsError
+from ..packing import pack_2x2, unpack_2x2
 from ..safetensors_header import read_safetensors_header
 from ..spaces import SPACES, LatentSpace
+
+PACKED = "packed 2x2"  # FLUX.2 Klein in the Forges: 128 channels at /16
+VIDEO = "5-D"  # Wan 2.1's VAE: [B, C, T, H, W]
 
 # How close the webui's factors must be to the package's to count as the same space (they are written with
 # 4-5 significant digits everywhere; a real mismatch is a different VAE, off by far more).
@@ -44,17 +50,36 @@ class Family:
     description: str
     space: LatentSpace | None = None
     why: str = ""
+    layout: str = ""  # how the webui's tensor holds the space: "" as is, PACKED (FLUX.2 2x2), VIDEO (5-D, T=1)
 
     @staticmethod
-    def of_space(space: LatentSpace) -> Family:
-        return Family(space.name, space.label, space)
-
-    @property
-    def supported(self) -> bool:
-        return self.space is not None
+    def of_space(space: LatentSpace, layout: str = "", description: str = "") -> Family:
+        return Family(space.name, description or space.label, space, layout=layout)
 
     def same_as(self, other: Family | None) -> bool:
-        return other is not None and other.key == self.key
+        """Interchangeable latents: the same space *and* the same tensor layout (Klein's packed FLUX.2 latents are
+        not Mugen's, though one reshape turns either into the other)."""
+        return other is not None and other.key == self.key and other.layout == self.layout
+
+    def to_space(self, latents: Any) -> Any:
+        """The webui's tensor -> ``[B, C, H, W]`` in :attr:`space`'s layout (exact: a reshape)."""
+        if self.layout == PACKED:
+            return unpack_2x2(latents)
+        if self.layout == VIDEO and latents.ndim == 5:
+            return latents.squeeze(2)
+        return latents
+
+    def space_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The grid of :attr:`space` that holds a webui tensor of spatial ``size`` (packed: twice each side)."""
+        return (size[0] * 2, size[1] * 2) if self.layout == PACKED else size
+
+    def from_space(self, latents: Any) -> Any:
+        """The inverse of :meth:`to_space`: what this family's sampler holds."""
+        if self.layout == PACKED:
+            return pack_2x2(latents)
+        if self.layout == VIDEO and latents.ndim == 4:
+            return latents.unsqueeze(2)
+        return latents
 
 
 def _with_factors(space: LatentSpace, scale: Any, shift: Any) -> LatentSpace:
@@ -86,8 +111,21 @@ def family_from_flags(sd_model: Any) -> Family | None:
     return Family.of_space(space)
 
 
-# Forge's latent format classes (huggingface_guess/latent.py) whose latents an interposer space describes.
-LATENT_FORMAT_SPACES = {"SD15": "v1", "SDXL": "xl", "SD3": "v3", "Flux": "fx"}
+# Forge's latent format classes (huggingface_guess/latent.py) whose latents an interposer space describes:
+# (space, channels the webui holds, layout, description).
+LATENT_FORMAT_SPACES = {
+    "SD15": ("v1", 4, "", ""),
+    "SDXL": ("xl", 4, "", ""),
+    "SD3": ("v3", 16, "", ""),
+    "Flux": ("fx", 16, "", ""),  # FLUX.1, Chroma, Z-Image, Lumina 2 / Neta Lumina
+    "Flux2": ("f2", 128, PACKED, "FLUX.2 (Klein, packed 128 channels)"),
+    "SDXL_Flux2": ("f2", 32, "", "FLUX.2 (Mugen)"),
+}
+# Formats with no interposer: what their latents are, for the refusal.
+OTHER_FORMATS = {
+    "Wan21": ("Wan 2.1 (Wan, Qwen-Image, Anima, Krea 2)", VIDEO),
+    "RGB": ("pixel space (PiD)", ""),
+}
 
 
 def family_from_latent_format(sd_model: Any) -> Family | None:
@@ -99,16 +137,10 @@ def family_from_latent_format(sd_model: Any) -> Family | None:
     fmt = getattr(getattr(sd_model, "model_config", None), "latent_format", None)
     if fmt is None:
         return None
-    name = type(fmt).__name__
-    channels = int(getattr(fmt, "latent_channels", 4) or 4)
-    space_name = LATENT_FORMAT_SPACES.get(name)
-    if space_name is None or SPACES[space_name].channels != channels:
-        return Family(
-            f"{name}/{channels}",
-            f"the {name} latent space ({channels} channels)",
-            why=_unsupported_why(name, channels),
-        )
-    space = SPACES[space_name]
+    family = format_family(type(fmt).__name__, int(getattr(fmt, "latent_channels", 4) or 4))
+    space, layout = family.space, family.layout
+    if space is None or space.name == "f2":
+        return family  # f2: normalised by the VAE's own BatchNorm, process_in applies no factor
     scale, shift = _applied_factors(sd_model, fmt)
     if abs(scale - space.scale) > FACTOR_TOLERANCE or abs(shift - space.shift) > FACTOR_TOLERANCE:
         return Family(
@@ -117,8 +149,18 @@ def family_from_latent_format(sd_model: Any) -> Family | None:
             why=f"scales its {space.label} latents by {scale:g} (shift {shift:g}), but the "
             f"interposer's {space.name} latents are scaled by {space.scale:g} (shift {space.shift:g}): its VAE is "
             "not the family's, so its latents cannot be converted",
+            layout=layout,
         )
-    return Family.of_space(space)
+    return family
+
+
+def format_family(name: str, channels: int) -> Family:
+    """The family of a Forge latent format (class name and channels), with the package's factors."""
+    known = LATENT_FORMAT_SPACES.get(name)
+    if known is None or known[1] != channels:
+        return _unsupported(name, channels)
+    space_name, _, layout, description = known
+    return Family.of_space(SPACES[space_name], layout, description)
 
 
 def _applied_factors(sd_model: Any, fmt: Any) -> tuple[float, float]:
@@ -148,6 +190,7 @@ class CheckpointKind:
 
     family: Family
     image_conditioned: bool  # inpainting / instruct-pix2pix / depth: extra UNet input channels
+    bundled: bool = True  # its own VAE and text encoders inside (False: a diffusion-model-only file)
 
 
 _SD3_KEY = "model.diffusion_model.x_embedder.proj.weight"
@@ -163,7 +206,10 @@ _DIT_PREFIXES = ("model.diffusion_model.", "")
 _FLUX1_KEY = "double_blocks.0.img_attn.norm.key_norm.scale"
 _FLUX2_KEY = "double_stream_modulation_img.lin.weight"
 _LUMINA2_KEY = "cap_embedder.1.weight"  # Lumina 2, Neta Lumina, Z-Image (NextDiT)
-_OTHER_DITS = {"head.modulation": "Wan21/16", "txt_norm.weight": "Wan21/16", "blocks.0.mlp.layer1.weight": "Wan21/16"}
+_OTHER_DITS = {"head.modulation": "Wan21", "txt_norm.weight": "Wan21", "blocks.0.mlp.layer1.weight": "Wan21"}
+# Where the Forges' huggingface_guess finds a checkpoint's own VAE and text encoders (model_list.py prefixes).
+_VAE_PREFIXES = ("first_stage_model.", "vae.")
+_TEXT_ENCODER_PREFIXES = ("cond_stage_model.", "conditioner.", "text_encoders.")
 _kinds: dict[tuple[str, int, int], CheckpointKind | None] = {}
 
 
@@ -195,6 +241,16 @@ def checkpoint_kind(filename: str | os.PathLike | None) -> CheckpointKind | None
 
 
 def _kind_from_header(header: dict[str, dict]) -> CheckpointKind | None:
+    kind = _family_from_header(header)
+    if kind is None:
+        return None
+    bundled = any(k.startswith(_VAE_PREFIXES) for k in header) and any(
+        k.startswith(_TEXT_ENCODER_PREFIXES) for k in header
+    )
+    return replace(kind, bundled=bundled)
+
+
+def _family_from_header(header: dict[str, dict]) -> CheckpointKind | None:
     def in_channels(default: int | None = None) -> int | None:
         shape = header.get(_UNET_IN, {}).get("shape")
         return int(shape[1]) if isinstance(shape, list) and len(shape) > 1 else default
@@ -207,7 +263,7 @@ def _kind_from_header(header: dict[str, dict]) -> CheckpointKind | None:
     if _SDXL_KEY in header:
         channels = in_channels(4)
         if channels == 32:  # Mugen: an SDXL UNet on the 32-channel Flux.2 VAE (latent format SDXL_Flux2)
-            return CheckpointKind(_unsupported("SDXL_Flux2/32"), False)
+            return CheckpointKind(format_family("SDXL_Flux2", 32), False)
         return space("xl", channels != 4)
     if _SDXL_REFINER_KEY in header:
         return space("xl")
@@ -226,23 +282,23 @@ def _dit_kind(header: dict[str, dict]) -> CheckpointKind | None:
     for prefix in _DIT_PREFIXES:
         if prefix + _FLUX1_KEY in header:
             if prefix + _FLUX2_KEY in header:
-                return CheckpointKind(_unsupported("Flux2/128"), False)
-            return CheckpointKind(Family.of_space(SPACES["fx"]), False)
+                return CheckpointKind(format_family("Flux2", 128), False)
+            return CheckpointKind(format_family("Flux", 16), False)
         if prefix + _LUMINA2_KEY in header:
-            return CheckpointKind(Family.of_space(SPACES["fx"]), False)
-        for key, family in _OTHER_DITS.items():
+            return CheckpointKind(format_family("Flux", 16), False)
+        for key, name in _OTHER_DITS.items():
             if prefix + key in header:
-                return CheckpointKind(_unsupported(family), False)
+                return CheckpointKind(format_family(name, 16), False)
     return None
 
 
-def _unsupported(key: str) -> Family:
-    name, channels = key.split("/")
-    return Family(key, f"the {name} latent space ({channels} channels)", why=_unsupported_why(name, int(channels)))
-
-
-def _unsupported_why(name: str, channels: int) -> str:
-    return (
-        f"samples in the {name} latent space ({channels} channels), which no interposer converts (supported: "
-        "SD1.x/2.x, SDXL, SD3 and the FLUX.1 family: FLUX.1, Chroma, Z-Image, Lumina 2 / Neta Lumina)"
+def _unsupported(name: str, channels: int) -> Family:
+    what, layout = OTHER_FORMATS.get(name, (f"the {name} latent space", ""))
+    shape = f"{channels} channels" + (", 5-D [B, C, T, H, W]" if layout == VIDEO else "")
+    return Family(
+        f"{name}/{channels}",
+        f"{what} ({shape})",
+        layout=layout,
+        why=f"samples in {what} ({shape}), which no interposer converts (supported: SD1.x/2.x, SDXL, SD3, the "
+        "FLUX.1 family: FLUX.1, Chroma, Z-Image, Lumina 2 / Neta Lumina; and FLUX.2: Klein, Mugen)",
     )

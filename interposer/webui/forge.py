@@ -2,11 +2,19 @@
 
 Both describe a loaded model by ``model_config.latent_format`` (their ``is_sdxl`` is not a family: Neo's Mugen
 sets it with 32-channel latents), so the family is read from there (:func:`.families.family_from_latent_format`).
+Their ``is_inpaint`` is ``unet_config["in_channels"] > 4`` (huggingface_guess ``inpaint_model()``), true of every
+16-channel DiT, so only a 4-channel family's ``is_inpaint`` means an inpainting model.
+
+Both load FLUX-family models as a diffusion-model file plus separate VAE and text-encoder files ("modules",
+``opts.forge_additional_modules``; ``sd_vae`` is a placeholder there). A hires pass keeps the first pass's modules
+when *Hires VAE / Text Encoder* is "Use same choices" (the default) and loads none with an empty list ("Built-in");
+a refiner always gets the first pass's modules (Neo 2.26 ``processing.py`` 1490-1509,
+``sd_samplers_common.apply_refiner``; lllyasviel's Forge ``processing.py`` 1405-1422).
 
 Neo keys its cached prompt conditionings on ``str(model_data.forge_loading_parameters)``, which it resets to
 the first-pass checkpoint right after loading the hires (or refiner) checkpoint: conds computed by the hires
 model are stored under the first-pass key, and the next generation that asks for that key gets conds of the
-other architecture (an ``AssertionError`` in the UNet). :meth:`Forge.forget_cached_conds` invalidates those
+other architecture (an ``AssertionError`` in the UNet). :meth:`ForgeNeo.forget_cached_conds` invalidates those
 cache entries around every pass on another checkpoint, whether or not the interposer converts anything.
 """
 
@@ -18,8 +26,9 @@ from .adapter import Webui
 from .families import Family, family_from_flags, family_from_latent_format
 from .samplers import FORGE_SAMPLERS, NEO_SAMPLERS
 
-# Neo's and lllyasviel's Forge's cond caches: first-pass (StableDiffusionProcessing) and hires (Txt2Img) ones.
+# Neo's cond caches: first-pass (StableDiffusionProcessing) and hires (Txt2Img) ones.
 COND_CACHES = ("cached_c", "cached_uc", "cached_hr_c", "cached_hr_uc")
+SAME_MODULES = "Use same choices"  # the Forges' hires-modules entry that keeps the first pass's files
 
 
 class Forge(Webui):
@@ -28,6 +37,8 @@ class Forge(Webui):
 
     name = "Forge"
     samplers = FORGE_SAMPLERS
+    hires_reloads_first_pass_model = False
+    hires_modules_setting = "Hires fix > Hires VAE / Text Encoder"
 
     def __init__(self, version: str = "") -> None:
         self.version = version
@@ -36,16 +47,22 @@ class Forge(Webui):
         return family_from_latent_format(sd_model) or family_from_flags(sd_model)
 
     def image_conditioned(self, sd_model: Any) -> bool:
-        return bool(getattr(sd_model, "is_inpaint", False))
+        family = self.family(sd_model)
+        four_channels = family is not None and family.space is not None and family.space.channels == 4
+        return four_channels and bool(getattr(sd_model, "is_inpaint", False))
 
-    def forget_cached_conds(self, p: Any) -> None:
-        """Invalidate every cond cache entry ``p`` can reach, in place (the lists are shared by the class and
-        every ``p``, and Neo replaces the class's lists in ``close()``: both are reached)."""
-        for name in COND_CACHES:
-            for holder in (p, type(p)):
-                cache = getattr(holder, name, None)
-                if isinstance(cache, list) and cache:
-                    cache[0] = None
+    def first_pass_modules(self, option: Any) -> list[str]:
+        return [str(m) for m in (option("forge_additional_modules", None) or [])]
+
+    def hires_keeps_modules(self, p: Any) -> bool:
+        modules = getattr(p, "hr_additional_modules", None)
+        return isinstance(modules, (list, tuple)) and SAME_MODULES in modules
+
+    def use_builtin_hires_modules(self, p: Any) -> None:
+        p.hr_additional_modules = []  # "Built-in": the webui reloads with no extra modules
+        params = getattr(p, "extra_generation_params", None)
+        if isinstance(params, dict):
+            params["Hires Module 1"] = "Built-in"  # what the webui writes (and pastes back) for an empty list
 
     def switches_by_steps(self, option: Any) -> bool:
         return True
@@ -65,6 +82,16 @@ class ForgeNeo(Forge):
     name = "Forge Neo"
     refiner_in_hires = False
     samplers = NEO_SAMPLERS
+
+    def forget_cached_conds(self, p: Any) -> None:
+        """Invalidate every cond cache entry ``p`` can reach, in place (the lists are shared by the class and
+        every ``p``, and Neo replaces the class's lists in ``close()``: both are reached). lllyasviel's Forge keys
+        its cache by checkpoint: nothing to do there."""
+        for name in COND_CACHES:
+            for holder in (p, type(p)):
+                cache = getattr(holder, name, None)
+                if isinstance(cache, list) and cache:
+                    cache[0] = None
 
     def switches_by_steps(self, option: Any) -> bool:
         return bool(option("refiner_use_steps", False))

@@ -66,7 +66,7 @@ class Generation:
         make_converter: Callable[[GenerationOptions], Converter],
         *,
         log: Callable[[str], None] = _log,
-        vae_override: Callable[[], str | None] = lambda: None,
+        vae_override: Callable[[], str | None] | None = None,
         option: Callable[[str, Any], Any] = lambda key, default: default,
     ) -> None:
         self.p = p
@@ -77,7 +77,7 @@ class Generation:
         self.options: GenerationOptions | None = None
         self.converter: Converter | None = None
         self.log = log
-        self.vae_override = vae_override
+        self.vae_override = vae_override or (lambda: webui.vae_override(self.option))
         self.option = option  # the webui's settings (hires_fix_refiner_pass), read when sampling starts
         self.family: Family | None = None  # the family the live latents are in
         self.first_pass_title = "unknown checkpoint"
@@ -221,8 +221,10 @@ class Generation:
             dirn = self.plan(source, target)
             if dirn is not None:
                 self.warn_about_vae_override(dirn)
-                samples = self.convert(samples, dirn, "hires")
+                samples = self.convert(samples, dirn, "hires", source, target)
                 self.family = target if target is not None else Family.of_space(dirn.dst)
+            elif crossing and source.key == target.key:
+                samples = self.relayout(samples, source, target)
             return samples
         if not latent_mode:
             # The webui re-encodes the upscaled image with the hires VAE: the latents are in its space now.
@@ -236,19 +238,33 @@ class Generation:
                 )
         return samples
 
+    def relayout(self, samples, source: Family, target: Family):
+        """One space, two tensor layouts (Klein's packed FLUX.2 latents -> Mugen's): an exact reshape, no weights."""
+        result = target.from_space(source.to_space(samples))
+        self.log(f"hires: {source.description} -> {target.description}: the same latent space, "
+                 f"{tuple(samples.shape)} -> {tuple(result.shape)} re-laid out exactly")  # fmt: skip
+        self.family = target
+        return result
+
     def learned_upscale(self, samples, target: Family | None):
         """``Latent (NN)``: latents of exactly the webui's target size, in the hires model's space.
 
         Same family (or the interposer off): the learned upscaler of the first pass's family. Across
         families with the interposer on: convert and upscale (the order in ``runtime.DEFAULT_ORDER``).
-        The webui's own interpolation to the same size afterwards changes nothing.
+        A family with no learned upscaler is interpolated, and the console and infotext say so. The webui's
+        own interpolation to the same size afterwards changes nothing.
         """
         size = (int(self.p.hr_upscale_to_y) // 8, int(self.p.hr_upscale_to_x) // 8)
         source = self.family
         dirn = self.plan(source, target) if self.options.enabled else None
+        landing = target if dirn is not None and target is not None else source
+        if source is not None and source.space is None and source.same_as(target or source):
+            return self.interpolate(samples, source, size)
+        space_size = landing.space_size(size) if landing is not None else size
+        x = source.to_space(samples) if source is not None else samples
         if dirn is not None:
             self.warn_about_vae_override(dirn)
-            result, reports = self.converter.run_convert_upscale(samples, dirn.src, dirn.dst, size=size)
+            result, reports = self.converter.run_convert_upscale(x, dirn.src, dirn.dst, size=space_size)
             self.family = target if target is not None else Family.of_space(dirn.dst)
         else:
             space = self.upscale_space(source)
@@ -259,10 +275,25 @@ class Generation:
                     f"off: {LEARNED_UPSCALE_MODE} upscales the {space.name} latents only. Select the Latent "
                     "Interposer script (or turn on Apply automatically) to convert them.",
                 )
-            result, report = self.converter.run_upscale(samples, space, size=size)
+            result, report = self.converter.run_upscale(x, space, size=space_size)
             reports = [report]
+            if self.options.enabled and target is not None and source.key == target.key and not source.same_as(target):
+                landing, self.family = target, target  # Klein -> Mugen: upscaled, then laid out as the hires model's
         for report in reports:
             self.record(report, "hires")
+        return landing.from_space(result) if landing is not None else result
+
+    def interpolate(self, samples, family: Family, size: tuple[int, int]):
+        """``Latent (NN)`` in one family that has no interposer space (Wan 2.1's 5-D latents, PiD's pixels): what
+        the webui's own Latent modes would do, said in the console and the infotext, never a refusal."""
+        import torch.nn.functional as F
+
+        mode = self.converter.resize_mode
+        x = family.to_space(samples)
+        result = family.from_space(F.interpolate(x.float(), size=size, mode=mode).to(x.dtype))
+        self.log(f"hires upscale: {family.description} has no learned upscaler: {mode} interpolation "
+                 f"{tuple(samples.shape)} -> {tuple(result.shape)}")  # fmt: skip
+        self.p.extra_generation_params[UPSCALER_INFOTEXT_KEY] = f"{family.key} interpolated, {mode}"
         return result
 
     def upscale_space(self, source: Family | None):
@@ -316,6 +347,8 @@ class Generation:
                 self.say_once("same", f"both passes are {source.description}: nothing to convert.")
             return None
         self.refuse_unsupported(source, target, "hires pass")
+        if source.key == target.key:
+            return None  # one space in two layouts: re-laid out, nothing to convert
         return Direction(source.space, target.space)
 
     def refuse_unsupported(self, source: Family, target: Family, where: str) -> None:
@@ -344,11 +377,14 @@ class Generation:
             "automatically.",
         )
 
-    def convert(self, latents, dirn: Direction, stage: str):
-        """Convert with the shared converter, log one line and record the infotext."""
-        converted, report = self.converter.run(latents, dirn)
+    def convert(self, latents, dirn: Direction, stage: str, source: Family | None = None,
+                target: Family | None = None):  # fmt: skip
+        """Convert with the shared converter (from and to the webui's tensor layouts), log one line and record
+        the infotext."""
+        x = source.to_space(latents) if source is not None else latents
+        converted, report = self.converter.run(x, dirn)
         self.record(report, stage)
-        return converted
+        return target.from_space(converted) if target is not None else converted
 
     def record(self, report: ConversionReport, stage: str) -> None:
         """One console line and the infotext entry for a model run (a conversion or an upscale)."""

@@ -17,8 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..directions import Direction
+from ..errors import InterposerError, WeightsNotFoundError
 from .options import AUTO, LEARNED_UPSCALE_MODE
 from .samplers import RefinerSwitchError, inpainting_refusal, refusal_for
+
+
+class HiresModulesError(InterposerError, RuntimeError):
+    """A hires pass on a checkpoint of another family would load with the first pass's VAE / text encoders."""
 
 
 def check_before_sampling(generation: Any) -> None:
@@ -28,12 +33,56 @@ def check_before_sampling(generation: Any) -> None:
         if refusal is not None:
             raise RefinerSwitchError(refusal)
     check_hires(generation)
+    if generation.options.enabled:
+        check_hires_modules(generation)
+
+
+def has_hires_pass(p: Any) -> bool:
+    return bool(getattr(p, "enable_hr", False)) and callable(getattr(p, "sample_hr_pass", None))
+
+
+def check_hires_modules(generation: Any) -> None:
+    """A hires checkpoint of another family gets its own VAE and text encoders, never the first pass's.
+
+    The Forges keep the first pass's separate VAE / text-encoder files for the hires pass unless told otherwise
+    ("Use same choices", the default): a crash when the hires model loads a VAE of other channels, or an image
+    decoded by the wrong family's VAE. A hires checkpoint with its own VAE and text encoders inside is switched to
+    them ("Built-in", said in the console and the infotext); a diffusion-model-only file needs its family's files,
+    which only the user knows: refused before the first pass, naming the setting."""
+    p, webui = generation.p, generation.webui
+    info = getattr(p, "hr_checkpoint_info", None)
+    if not has_hires_pass(p) or info is None or not webui.hires_keeps_modules(p):
+        return
+    source = generation.family
+    target = webui.checkpoint(info, p.sd_model)
+    if source is None or target.family is None or source.same_as(target.family):
+        return
+    modules = webui.first_pass_modules(generation.option)
+    if not target.bundled:
+        kept = f"the first pass's files ({', '.join(_basenames(modules))})" if modules else "no VAE or text encoder"
+        raise HiresModulesError(
+            f"Latent Interposer: the hires checkpoint {target.title!r} ({target.family.description}) has no VAE and "
+            f"text encoders of its own, and {webui.hires_modules_setting} is 'Use same choices', which gives it "
+            f"{kept} ({source.description}). Choose its own VAE and text-encoder files in "
+            f"{webui.hires_modules_setting}."
+        )
+    if modules:
+        webui.use_builtin_hires_modules(p)
+        generation.log(
+            f"the hires checkpoint {target.title!r} is {target.family.description} and the first pass ran with "
+            f"{', '.join(_basenames(modules))}: the hires pass uses the VAE and text encoders inside its checkpoint "
+            f"('Built-in' instead of 'Use same choices' in {webui.hires_modules_setting})."
+        )
+
+
+def _basenames(paths: list[str]) -> list[str]:
+    return [str(path).replace("\\", "/").rsplit("/", 1)[-1] for path in paths]
 
 
 def check_hires(generation: Any) -> None:
     """A latent hires pass: the families it crosses, and the interposer and upscaler files it will use."""
     p = generation.p
-    if not getattr(p, "enable_hr", False) or not callable(getattr(p, "sample_hr_pass", None)):
+    if not has_hires_pass(p):
         return
     if getattr(p, "latent_scale_mode", None) is None:
         return  # a pixel upscaler: the webui decodes and re-encodes, nothing of ours runs
@@ -44,15 +93,34 @@ def check_hires(generation: Any) -> None:
     if enabled and generation.options.direction == AUTO and (source is None or target is None):
         return  # decided once the hires model is loaded
     dirn = generation.plan(source, target) if enabled else None
-    size_in = (int(p.height) // 8, int(p.width) // 8)
-    size = (int(p.hr_upscale_to_y) // 8, int(p.hr_upscale_to_x) // 8)
+    size_in = _space_size(source, (int(p.height) // 8, int(p.width) // 8))
+    size_out = (int(p.hr_upscale_to_y) // 8, int(p.hr_upscale_to_x) // 8)
+    size = _space_size(target if dirn is not None else source, size_out)
     converter = generation.converter
-    if learned and dirn is not None:
-        converter.prepare_convert_upscale(dirn.src, dirn.dst, size_in, size)
-    elif learned:
-        converter.prepare_upscale(generation.upscale_space(source), size_in, size)
-    elif dirn is not None:
-        converter.prepare(dirn)
+    try:
+        if learned and dirn is not None:
+            converter.prepare_convert_upscale(dirn.src, dirn.dst, size_in, size)
+        elif learned and source is not None and source.space is None and source.same_as(target or source):
+            pass  # interpolated in its own family (Generation.interpolate)
+        elif learned:
+            converter.prepare_upscale(generation.upscale_space(source), size_in, size)
+        elif dirn is not None:
+            converter.prepare(dirn)
+    except WeightsNotFoundError as exc:
+        unpublished = [spec for spec, _ in getattr(exc, "missing", ()) if spec is not None and not spec.is_published]
+        if dirn is None or not any(spec.kind == "interposer" for spec in unpublished):
+            raise
+        error = WeightsNotFoundError(
+            f"Latent Interposer: the hires pass goes from {source.description} to {target.description}. "
+            f"{str(exc).removeprefix('Latent Interposer: ')} Or use a pixel upscaler for hires fix (the webui then "
+            "decodes and re-encodes)."
+        )
+        error.missing = exc.missing
+        raise error from None
+
+
+def _space_size(family: Any, size: tuple[int, int]) -> tuple[int, int]:
+    return family.space_size(size) if family is not None else size
 
 
 def refiner_refusal(generation: Any) -> str | None:
@@ -66,17 +134,25 @@ def refiner_refusal(generation: Any) -> str | None:
     if refiner is None or not webui.switch_reachable(switch_at, generation.option):
         return None  # no refiner, or a switch the webui never reaches
     base = p.sd_model
-    hires = bool(getattr(p, "enable_hr", False)) and callable(getattr(p, "sample_hr_pass", None))
+    hires = has_hires_pass(p)
     if hires and not webui.refiner_in_hires:
         return None  # the webui runs no refiner with hires fix
     which = str(generation.option("hires_fix_refiner_pass", "second pass")) if hires else "first pass"
+    target = webui.checkpoint(refiner, base)
     passes = []  # the checkpoint each switching pass runs on, and its sampler
-    if which in ("first pass", "both passes") and not (hires and getattr(p, "firstpass_image", None) is not None):
+    first_switches = which in ("first pass", "both passes") and not (
+        hires and getattr(p, "firstpass_image", None) is not None
+    )
+    if first_switches:
         passes.append((webui.checkpoint(None, base), p.sampler_name))
     if hires and which in ("second pass", "both passes"):
         sampler = getattr(p, "hr_sampler_name", None) or p.sampler_name
-        passes.append((webui.checkpoint(getattr(p, "hr_checkpoint_info", None), base), sampler))
-    target = webui.checkpoint(refiner, base)
+        hires_info = getattr(p, "hr_checkpoint_info", None)
+        if hires_info is None and first_switches and not webui.hires_reloads_first_pass_model:
+            hires_checkpoint = target  # the refiner loaded in the first pass is still loaded: no switch there
+        else:
+            hires_checkpoint = webui.checkpoint(hires_info, base)
+        passes.append((hires_checkpoint, sampler))
     by_steps = webui.switches_by_steps(generation.option)
     for current, sampler in passes:
         if current.filename == target.filename:
@@ -89,6 +165,15 @@ def refiner_refusal(generation: Any) -> str | None:
                 f"Latent Interposer: {title!r} {unsupported.family.why}; the refiner switch from "
                 f"{current.family.description} to {target.family.description} cannot be converted. Use a refiner "
                 "of the base model's family."
+            )
+        modules = webui.first_pass_modules(generation.option)
+        if modules:
+            return (
+                f"Latent Interposer: the refiner {target.title!r} ({target.family.description}) would be loaded with "
+                f"the first pass's VAE / text-encoder files ({', '.join(_basenames(modules))}), which belong to "
+                f"{current.family.description}: {webui.name} gives a refiner the first pass's files. Use hires fix "
+                f"with {target.title!r} as the Hires checkpoint instead (it gets its own VAE and text encoders), or a "
+                "refiner of the base model's family."
             )
         dirn = Direction(current.family.space, target.family.space)
         refusal = webui.refiner_refusal(generation.option) or refusal_for(

@@ -26,6 +26,10 @@ from fake_models import FakeModel
 from huggingface_guess import latent
 
 _FAMILY_FORMAT = {"v1": latent.SD15, "xl": latent.SDXL, "fx": latent.Flux}
+# lllyasviel's Forge (``neo_env.boot(..., forge=True)``): ``is_inpaint = estimated_config.inpaint_model()``, i.e.
+# ``unet_config["in_channels"] > 4`` (backend/diffusion_engine/base.py 28), true of every 16-channel DiT. Neo's DiT
+# engines set False.
+FORGE_INPAINT_RULE = False
 
 
 class Prediction:
@@ -93,7 +97,7 @@ class FakeEngine(FakeModel):
         self.is_sd1 = False
         self.is_sdxl = False
         self.is_wan = False
-        self.is_inpaint = False
+        self.is_inpaint = FORGE_INPAINT_RULE and fmt.latent_channels > 4
         self.use_distilled_cfg_scale = False
         self.use_shift = False
         first_stage = types.SimpleNamespace(scaling_factor=fmt.scale_factor,
@@ -164,6 +168,13 @@ class Mugen(FakeEngine):
     def __init__(self, photo, *args, **kwargs):
         super().__init__("xl", _NoVae(), photo, *args, latent_format=latent.SDXL_Flux2(), **kwargs)
         self.is_sdxl = True
+
+
+class Klein(FakeEngine):
+    """FLUX.2 Klein: the FLUX.2 VAE, 128 channels at /16 (``latent.Flux2``), a diffusion-model file."""
+
+    def __init__(self, photo, *args, **kwargs):
+        super().__init__("xl", _NoVae(), photo, *args, latent_format=latent.Flux2(), **kwargs)
 
 
 class QwenImage(FakeEngine):

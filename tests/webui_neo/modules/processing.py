@@ -29,6 +29,7 @@ no masks (the refiner tests that need them run on the A1111 stand-in)."""
 from __future__ import annotations
 
 import json
+import os
 
 import torch
 import torch.nn.functional as F
@@ -183,9 +184,13 @@ class StableDiffusionProcessing:
         return latent_image.new_zeros(latent_image.shape[0], 5, 1, 1)  # not an inpainting model
 
     def cached_params(self, required_prompts, steps, extra_network_data, hires_steps, use_old_scheduling):
-        """Returns parameters that invalidate the cond cache if changed (Neo: the *loading parameters*)."""
+        """Returns parameters that invalidate the cond cache if changed (Neo: the *loading parameters*; lllyasviel's
+        Forge, ``sd_samplers_common.FLAVOUR == "forge"``: the loaded model's checkpoint, processing.py 420-440)."""
+        forge = sd_samplers_common.FLAVOUR == "forge"
+        model_key = shared.sd_model.sd_checkpoint_info.filename if forge else str(
+            sd_models.model_data.forge_loading_parameters)
         return (tuple(required_prompts), self.distilled_cfg_scale, self.hr_distilled_cfg, steps, hires_steps,
-                use_old_scheduling, opts.CLIP_stop_at_last_layers, str(sd_models.model_data.forge_loading_parameters),
+                use_old_scheduling, opts.CLIP_stop_at_last_layers, model_key,
                 json.dumps(extra_network_data, default=str), self.width, self.height, opts.emphasis)  # fmt: skip
 
     def get_conds_with_caching(self, function, required_prompts, steps, caches, extra_network_data, hires_steps=None):
@@ -266,8 +271,14 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
             if self.hr_checkpoint_info is None:
                 raise Exception(f"Could not find checkpoint with name {self.hr_checkpoint_name}")
             self.extra_generation_params["Hires checkpoint"] = self.hr_checkpoint_info.short_title
-        if isinstance(self.hr_additional_modules, list) and "Use same choices" in self.hr_additional_modules:
-            self.extra_generation_params["Hires Module 1"] = "Use same choices"
+        if isinstance(self.hr_additional_modules, list):  # Neo 2.26 processing.py 1396-1403
+            if self.hr_additional_modules == []:
+                self.extra_generation_params["Hires Module 1"] = "Built-in"
+            elif "Use same choices" in self.hr_additional_modules:
+                self.extra_generation_params["Hires Module 1"] = "Use same choices"
+            else:
+                for i, m in enumerate(self.hr_additional_modules):
+                    self.extra_generation_params[f"Hires Module {i + 1}"] = os.path.splitext(os.path.basename(m))[0]
         if self.hr_sampler_name is not None and self.hr_sampler_name != self.sampler_name:
             self.extra_generation_params["Hires sampler"] = self.hr_sampler_name
         self.extra_generation_params["Hires CFG Scale"] = self.hr_cfg
@@ -351,10 +362,16 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         self.sampler = sd_samplers.create_sampler(self.hr_sampler_name or self.sampler_name, self.sd_model)
 
         if self.latent_scale_mode is not None:
+            if _5d := (len(samples.shape) == 5):  # Neo 2.26 processing.py 1562-1567: Wan's [B, C, T, H, W]
+                samples = samples.squeeze(2)
             samples = F.interpolate(samples, size=(target_height // opt_f, target_width // opt_f),
                                     mode=self.latent_scale_mode["mode"], antialias=self.latent_scale_mode["antialias"])  # fmt: skip
+            if _5d:
+                samples = samples.unsqueeze(2)
             image_conditioning = self.txt2img_image_conditioning(samples)
         else:
+            if len(decoded_samples.shape) == 5:
+                decoded_samples = decoded_samples.squeeze(1)
             upscaled = F.interpolate(decoded_samples, size=(target_height, target_width), mode="bicubic").clamp(0, 1)
             decoded_samples = upscaled.to(shared.device or devices.device, dtype=torch.float32)
             samples = sd_samplers_common.images_tensor_to_samples(decoded_samples, None)

@@ -5,7 +5,15 @@
 the old one (Neo unloads all models first): no same-config reuse as in A1111.
 
 Checkpoints are small safetensors files with the key names Neo's ``huggingface_guess`` looks at; each has a
-factory (a test-only registry) that builds its engine (``fake_engines``)."""
+factory (a test-only registry) that builds its engine (``fake_engines``).
+
+**Modules** (``forge_loading_parameters["additional_modules"]``: separate VAE / text-encoder files, Neo's
+``backend/loader.py`` ``split_state_dict`` -> ``replace_state_dict``): a VAE file *replaces* the checkpoint's VAE
+whatever its family, so a VAE of other latent channels fails to load (``size mismatch for decoder.conv_in.weight``,
+as Neo's ``load_state_dict``) and one of the same channels but another family decodes the images (wrongly). A
+diffusion-model-only file (``bundled[filename] = False``) fails to load without a VAE and a text-encoder file of its
+own family. Text encoders of another family are ignored by an all-in-one checkpoint, as Neo renames them under a
+prefix the engine never reads."""
 
 from __future__ import annotations
 
@@ -17,6 +25,8 @@ model_dir = "Stable-diffusion"
 checkpoints_list: dict = {}
 checkpoint_aliases: dict = {}
 factories: dict = {}  # filename -> callable() -> engine
+bundled: dict = {}  # filename -> False for a diffusion-model-only file (no VAE, no text encoders inside)
+module_files: dict = {}  # module filename -> ("vae", tiny VAE, latent channels) | ("text_encoder", architecture)
 load_count = 0
 
 
@@ -105,6 +115,7 @@ def forge_model_reload():
         raise ValueError("Failed to find available model...")
     load_count += 1
     sd_model = factories[checkpoint_info.filename]()
+    _apply_modules(sd_model, checkpoint_info.filename, model_data.forge_loading_parameters.get("additional_modules"))
     sd_model.extra_generation_params = {}
     sd_model.comments = []
     sd_model.sd_checkpoint_info = checkpoint_info
@@ -117,3 +128,32 @@ def forge_model_reload():
 
 def apply_token_merging(sd_model, token_merging_ratio):
     pass
+
+
+def register_module(filename, kind, value, channels=None):
+    module_files[filename] = (kind, value, channels)
+
+
+def _apply_modules(sd_model, filename, modules):
+    """Neo's ``replace_state_dict`` for each module file, then the checks ``load_state_dict`` makes."""
+    vae = text_encoder = None
+    for module in modules or []:
+        kind, value, channels = module_files[module]
+        if kind == "vae":
+            expected = sd_model.forge_objects.vae.latent_channels
+            if channels != expected:
+                raise RuntimeError(
+                    "Error(s) in loading state_dict for IntegratedAutoencoderKL:\n\tsize mismatch for "
+                    f"decoder.conv_in.weight: copying a param with shape torch.Size([512, {channels}, 3, 3]) from "
+                    f"checkpoint, the shape in current model is torch.Size([512, {expected}, 3, 3])."
+                )
+            vae = value
+        else:
+            text_encoder = value
+    if vae is not None:
+        sd_model.vae = vae
+    if not bundled.get(filename, True):
+        if vae is None:
+            raise ValueError(f"{filename}: no VAE weights (a diffusion-model file needs its VAE module)")
+        if text_encoder != sd_model.architecture:
+            raise ValueError(f"{filename}: no {sd_model.architecture} text encoder (choose its text-encoder module)")

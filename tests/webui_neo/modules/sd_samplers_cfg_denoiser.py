@@ -115,7 +115,9 @@ class CFGDenoiser(torch.nn.Module):
             x = x * ((real_sigma**2.0 + 1.0) ** 0.5)[:, None, None, None]
             sigma = real_sigma
 
-        if sd_samplers_common.apply_refiner(self, x, sigma[0]):
+        switched = (sd_samplers_common.apply_refiner(self, x) if sd_samplers_common.FLAVOUR == "forge"
+                    else sd_samplers_common.apply_refiner(self, x, sigma[0]))  # fmt: skip
+        if switched:
             cond = self.sampler.sampler_extra_args["cond"]
             uncond = self.sampler.sampler_extra_args["uncond"]
 

@@ -10,6 +10,10 @@
   parameters are reset to the base checkpoint (``finally``), ``p.setup_conds()`` (through the cond cache, now
   keyed on the base checkpoint), ``update_inner_model``.
 
+``FLAVOUR = "forge"`` (``neo_env.boot(..., forge=True)``) makes it lllyasviel's Forge's instead (dfdcbab
+``modules/sd_samplers_common.py`` 166-211): signature ``(cfg_denoiser, x)``, the switch by ``step / total_steps``
+only, inside hires fix as ``opts.hires_fix_refiner_pass`` says, no ``refiner_fast_sd``.
+
 ``Sampler.initialize`` is Neo's (common.py 370-420): the ``sampler_extra_params`` read from ``p`` (Neo's ``p`` has
 ``s_churn``/``s_tmin``/``s_tmax``/``s_noise`` from the settings), ``eta`` (``p.eta`` or ``opts.eta_ancestral``,
 ``opts.eta_ddim`` for DDIM) whenever the function's signature has ``eta``, the settings' ``s_*`` where they differ
@@ -29,9 +33,12 @@ from modules import sd_models, shared
 from modules.shared import opts
 
 ORIGINAL_CHECKPOINT = None
+FLAVOUR = "neo"  # or "forge": lllyasviel's Forge
 
 
-def apply_refiner(cfg_denoiser, x, sigma):
+def apply_refiner(cfg_denoiser, x, sigma=None):
+    if FLAVOUR == "forge":
+        return _forge_apply_refiner(cfg_denoiser, x)
     global ORIGINAL_CHECKPOINT
     if not (refiner_switch_at := cfg_denoiser.p.refiner_switch_at):
         return False
@@ -67,6 +74,36 @@ def apply_refiner(cfg_denoiser, x, sigma):
         sd_models.forge_model_reload()
     finally:
         main_entry.checkpoint_change(original_checkpoint, preset=None, save=False, refresh=True)
+    cfg_denoiser.p.setup_conds()
+    cfg_denoiser.update_inner_model()
+    return True
+
+
+def _forge_apply_refiner(cfg_denoiser, x):
+    completed_ratio = cfg_denoiser.step / cfg_denoiser.total_steps
+    refiner_switch_at = cfg_denoiser.p.refiner_switch_at
+    refiner_checkpoint_info = cfg_denoiser.p.refiner_checkpoint_info
+    if refiner_switch_at is not None and completed_ratio < refiner_switch_at:
+        return False
+    if refiner_checkpoint_info is None or shared.sd_model.sd_checkpoint_info == refiner_checkpoint_info:
+        return False
+    if getattr(cfg_denoiser.p, "enable_hr", False):
+        is_second_pass = cfg_denoiser.p.is_hr_pass
+        if opts.hires_fix_refiner_pass == "first pass" and is_second_pass:
+            return False
+        if opts.hires_fix_refiner_pass == "second pass" and not is_second_pass:
+            return False
+        if opts.hires_fix_refiner_pass != "second pass":
+            cfg_denoiser.p.extra_generation_params["Hires refiner"] = opts.hires_fix_refiner_pass
+    cfg_denoiser.p.extra_generation_params["Refiner"] = refiner_checkpoint_info.short_title
+    cfg_denoiser.p.extra_generation_params["Refiner switch at"] = refiner_switch_at
+    fp_checkpoint = shared.opts.sd_model_checkpoint
+    if main_entry.checkpoint_change(refiner_checkpoint_info.short_title, save=False, refresh=False):
+        try:
+            main_entry.refresh_model_loading_parameters()
+            sd_models.forge_model_reload()
+        finally:
+            main_entry.checkpoint_change(fp_checkpoint, save=False, refresh=True)
     cfg_denoiser.p.setup_conds()
     cfg_denoiser.update_inner_model()
     return True
