@@ -185,6 +185,16 @@ def test_flux2_crossings_without_weights_are_refused_before_sampling(neo, base, 
     assert "FLUX.2" in message and shared.sd_model.apply_calls == 0 and not neo.hires_inputs
 
 
+def test_a_klein_to_mugen_refiner_is_refused_before_sampling(neo):
+    """One space, two tensor layouts (128 channels packed, 32 unpacked): a running sampler cannot take the switch."""
+    from modules import shared
+
+    with pytest.raises(Exception, match=r"changes how the sampler's tensor holds the latents") as info:
+        neo.generate(TITLE, enable_hr=False, refiner_checkpoint="mugen", refiner_switch_at=0.6, **first("klein"))
+    assert "Use hires fix with 'mugen' as the Hires checkpoint" in str(info.value)
+    assert shared.sd_model.apply_calls == 0
+
+
 class _RecordingConverter:
     """Stands for the runtime: records the tensors it gets, returns the target's channels."""
 

@@ -166,6 +166,12 @@ def refiner_refusal(generation: Any) -> str | None:
                 f"{current.family.description} to {target.family.description} cannot be converted. Use a refiner "
                 "of the base model's family."
             )
+        if current.family.layout != target.family.layout:
+            return (
+                f"Latent Interposer: the refiner switch from {current.family.description} to "
+                f"{target.family.description} changes how the sampler's tensor holds the latents, which a running "
+                f"sampler cannot follow. Use hires fix with {target.title!r} as the Hires checkpoint instead."
+            )
         modules = webui.first_pass_modules(generation.option)
         if modules:
             return (
