@@ -208,6 +208,11 @@ class _RecordingConverter:
         out = torch.zeros(latents.shape[0], self.channels, *latents.shape[-2:])
         return out, types.SimpleNamespace(kind="interposer", direction=dirn.name, version="t", precision="fp32")
 
+    def run_upscale(self, latents, space, size):
+        self.seen.append(latents.shape)
+        out = torch.nn.functional.interpolate(latents, size=size)
+        return out, types.SimpleNamespace(kind="upscaler", direction="u", version="t", precision="fp32")
+
     def run_convert_upscale(self, latents, src, dst, size):
         self.seen.append(latents.shape)
         out = torch.zeros(latents.shape[0], self.channels, *size)
@@ -257,6 +262,20 @@ def test_klein_to_mugen_is_an_exact_relayout():
     packed = torch.randn(2, 128, 6, 5)
     out = generation.hires_latents(packed, format_family("SDXL_Flux2", 32))
     assert torch.equal(out, unpack_2x2(packed)) and not converter.seen
+
+
+def test_latent_nn_from_klein_to_mugen_lands_on_mugens_grid():
+    """Upscaled in the f2 space from Klein's unpacked latents, handed to Mugen unpacked at the webui's hires size."""
+    from interposer.webui.families import format_family
+
+    p = types.SimpleNamespace(latent_scale_mode={"mode": "bilinear"}, enable_hr=True, hr_upscaler=NN,
+                              hr_upscale_to_x=96, hr_upscale_to_y=96, extra_generation_params={},
+                              sd_model=None)  # fmt: skip
+    converter = _RecordingConverter(32)
+    mugen = format_family("SDXL_Flux2", 32)
+    generation = _generation(p, format_family("Flux2", 128), converter)
+    out = generation.hires_latents(torch.randn(1, 128, 4, 4), mugen)
+    assert converter.seen == [(1, 32, 8, 8)] and out.shape == (1, 32, 12, 12) and generation.family is mugen
 
 
 def test_latent_nn_on_5d_wan_latents_interpolates_in_their_own_family():

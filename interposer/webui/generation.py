@@ -257,15 +257,17 @@ class Generation:
         size = (int(self.p.hr_upscale_to_y) // 8, int(self.p.hr_upscale_to_x) // 8)
         source = self.family
         dirn = self.plan(source, target) if self.options.enabled else None
-        landing = target if dirn is not None and target is not None else source
         if source is not None and source.space is None and source.same_as(target or source):
             return self.interpolate(samples, source, size)
+        # Klein -> Mugen: one space in two layouts, upscaled in the space and laid out as the hires model holds it.
+        relayout = self.options.enabled and dirn is None and source is not None and target is not None and (
+            source.key == target.key and not source.same_as(target))
+        landing = target if (dirn is not None or relayout) and target is not None else source
         space_size = landing.space_size(size) if landing is not None else size
         x = source.to_space(samples) if source is not None else samples
         if dirn is not None:
             self.warn_about_vae_override(dirn)
             result, reports = self.converter.run_convert_upscale(x, dirn.src, dirn.dst, size=space_size)
-            self.family = target if target is not None else Family.of_space(dirn.dst)
         else:
             space = self.upscale_space(source)
             if not self.options.enabled and target is not None and not source.same_as(target):
@@ -277,8 +279,8 @@ class Generation:
                 )
             result, report = self.converter.run_upscale(x, space, size=space_size)
             reports = [report]
-            if self.options.enabled and target is not None and source.key == target.key and not source.same_as(target):
-                landing, self.family = target, target  # Klein -> Mugen: upscaled, then laid out as the hires model's
+        if dirn is not None or relayout:
+            self.family = target if target is not None else Family.of_space(dirn.dst)
         for report in reports:
             self.record(report, "hires")
         return landing.from_space(result) if landing is not None else result
