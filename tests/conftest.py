@@ -39,8 +39,8 @@ def _isolate_environment(monkeypatch, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_vaes():
-    """TAESD encoders/decoders of the four families that have one, loaded once."""
-    return {name: load_tiny_vae(name, TAESD_DIR, allow_download=False) for name in ("v1", "xl", "v3", "fx")}
+    """TAESD encoders/decoders of the five families that have one, loaded once."""
+    return {name: load_tiny_vae(name, TAESD_DIR, allow_download=False) for name in ("v1", "xl", "v3", "fx", "f2")}
 
 
 def photo(name: str, side: int = 256) -> torch.Tensor:
@@ -78,6 +78,25 @@ def linear_weights(tmp_path_factory, tiny_vaes, fit_images):
         target = folder / "v4.0" / dirn.filename()
         paths[name] = save_weights(target, state, config, direction=dirn, metadata={"version": "linear-fit"})
     return folder, paths
+
+
+@pytest.fixture(scope="session")
+def wide_weights(tmp_path_factory, tiny_vaes, fit_images, linear_upscalers):
+    """``linear_upscalers``' folder plus closed-form maps of the directions nobody publishes: into FLUX.1
+    (``xl-to-fx``, ``v1-to-fx``) and to and from FLUX.2 (``xl-to-f2``, ``f2-to-xl``, ``f2-to-v1``): the webui paths
+    that use a user's own trained file."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("wide_weights")
+    shutil.copytree(linear_upscalers, folder, dirs_exist_ok=True)
+    for name in ("xl-to-fx", "v1-to-fx", "xl-to-f2", "f2-to-xl", "f2-to-v1"):
+        dirn = direction(name)
+        src = dirn.src.to_raw(tiny_vaes[dirn.src.name].encode(fit_images))
+        dst = dirn.dst.to_raw(tiny_vaes[dirn.dst.name].encode(fit_images))
+        state, config = affine_to_v4(*fit_affine(src, dst), blocks=2)
+        target = folder / "v4.0" / dirn.filename()
+        save_weights(target, state, config, direction=dirn, metadata={"version": "linear-fit"})
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ Neo's checkpoints here: ``sd15`` (SD1.5), ``sdxl`` (SDXL) and ``lumina2`` (Lumin
 channels), all-in-one files whose VAEs are the TAESD files in ../shared and whose denoisers know one photo;
 ``lumina2-dit``, the same Lumina 2 as users load it: a diffusion-model-only file that needs the modules
 ``ae.safetensors`` (its VAE) and ``gemma_2_2b.safetensors`` (its text encoder); ``mugen`` (FLUX.2's latents, 32
-channels) and ``klein`` (FLUX.2 packed, 128 channels), for which no interposer weights are here, and ``qwen``, of a
-family no interposer converts (these stand-ins cannot sample). ``sdxl_vae.safetensors`` is an SDXL VAE module.
+channels, taef2 as its VAE); ``klein`` (FLUX.2 packed, 128 channels) and ``qwen``, of a family no interposer
+converts (these two cannot sample). ``sdxl_vae.safetensors`` is an SDXL VAE module.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Pat
         "sdxl": lambda: fake_engines.StableDiffusionXL(tiny_vaes["xl"], photo),
         "lumina2": lambda: fake_engines.Lumina2(tiny_vaes["fx"], photo),
         "lumina2-dit": lambda: fake_engines.Lumina2(None, photo),
-        "mugen": lambda: fake_engines.Mugen(photo),
+        "mugen": lambda: fake_engines.Mugen(tiny_vaes.get("f2"), photo),
         "klein": lambda: fake_engines.Klein(photo),
         "qwen": lambda: fake_engines.QwenImage(photo),
     }

@@ -25,6 +25,13 @@ def neo(monkeypatch, tmp_path, tiny_vaes, linear_upscalers):
 
 
 @pytest.fixture
+def neo_wide(monkeypatch, tmp_path, tiny_vaes, wide_weights):
+    """Neo 2.2x with a user's own trained files for the directions nobody publishes (closed-form fits here)."""
+    with neo_modules():
+        yield boot(monkeypatch, tmp_path, tiny_vaes, photo("045.jpg", SIZE), wide_weights, empty_modes=True)
+
+
+@pytest.fixture
 def forge(monkeypatch, tmp_path, tiny_vaes, linear_upscalers):
     with neo_modules():
         import fake_engines
@@ -193,6 +200,27 @@ def test_a_klein_to_mugen_refiner_is_refused_before_sampling(neo):
         neo.generate(TITLE, enable_hr=False, refiner_checkpoint="mugen", refiner_switch_at=0.6, **first("klein"))
     assert "Use hires fix with 'mugen' as the Hires checkpoint" in str(info.value)
     assert shared.sd_model.apply_calls == 0
+
+
+@pytest.mark.parametrize(("base", "hires", "family", "lines"), [
+    ("sdxl", "lumina2", "fx", ["hires upscale: xl x1.5", "hires: xl-to-fx (1, 4, 36, 36) -> (1, 16, 36, 36)"]),
+    ("sd15", "lumina2", "fx", ["hires upscale: v1 x1.5", "hires: v1-to-fx"]),
+    ("mugen", "sdxl", "xl", ["hires: f2-to-xl (1, 32, 24, 24) -> (1, 4, 24, 24)", "hires upscale: xl x1.5"]),
+    ("sdxl", "mugen", "f2", ["hires upscale: xl x1.5", "hires: xl-to-f2 (1, 4, 36, 36) -> (1, 32, 36, 36)"]),
+])  # fmt: skip
+def test_directions_nobody_publishes_run_from_a_users_own_file(neo_wide, base, hires, family, lines):
+    """With a trained file in the weights folder the same lookup, runtime and webui paths run them: the hires
+    model gets its own channel count (noise too), with Latent (NN) upscaling in the family that has an upscaler
+    (FLUX.1 and FLUX.2 have none: upscale, then convert; out of them: convert, then upscale)."""
+    neo = neo_wide
+    processed = neo.generate(TITLE, hr_upscaler=NN, hr_checkpoint_name=hires, **first(base))
+    channels = {"fx": 16, "xl": 4, "f2": 32}[family]
+    hires_input = neo.hires_inputs[-1]
+    assert hires_input.x.shape == (1, channels, HIRES, HIRES) and hires_input.noise.shape == hires_input.x.shape
+    for line in lines:
+        assert sum(line in said for said in neo.console) == 1, (line, neo.console)
+    converted = neo.hires_psnr(family=family)
+    assert "Latent interposer: " in processed.infotexts[0] and converted > 15.0
 
 
 class _RecordingConverter:

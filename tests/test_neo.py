@@ -128,7 +128,7 @@ def test_a_mugen_file_and_a_loaded_mugen_are_one_family_and_not_sdxl(neo):
     from interposer.webui.families import checkpoint_kind
 
     from_file = checkpoint_kind(sd_models.get_closet_checkpoint_match("mugen").filename).family
-    loaded = detect_webui().family(fake_engines.Mugen(neo.photo))
+    loaded = detect_webui().family(fake_engines.Mugen(None, neo.photo))
     assert from_file.same_as(loaded) and loaded.key == "f2" and loaded.space.channels == 32 and not loaded.layout
 
 

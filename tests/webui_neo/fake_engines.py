@@ -162,11 +162,12 @@ class _NoVae:
 
 
 class Mugen(FakeEngine):
-    """Neo's Mugen: ``is_sdxl=True`` but 32-channel Flux.2-VAE latents (mugen.py 61); its checkpoint has SDXL's
-    text encoders and a 32-channel UNet input."""
+    """Neo's Mugen: ``is_sdxl=True`` but 32-channel FLUX.2-VAE latents (mugen.py 61); its checkpoint has SDXL's
+    text encoders and a 32-channel UNet input. Its VAE here is taef2 (FLUX.2's latent after the BatchNorm, unpacked:
+    what Neo's Mugen samples in)."""
 
-    def __init__(self, photo, *args, **kwargs):
-        super().__init__("xl", _NoVae(), photo, *args, latent_format=latent.SDXL_Flux2(), **kwargs)
+    def __init__(self, vae, photo, *args, **kwargs):
+        super().__init__("f2", vae or _NoVae(), photo, *args, latent_format=latent.SDXL_Flux2(), **kwargs)
         self.is_sdxl = True
 
 
