@@ -1,7 +1,19 @@
-"""Shared fixtures: paths into ../shared, TAESD models, photos and closed-form weights files."""
+"""Shared fixtures: test data (found or made), TAESD models, images and closed-form weights files.
+
+Everything the suite reads comes from one of three places, so it runs on a bare clone as on the project's machines:
+
+* **images**: procedural landscapes (``tests/scenes.py``), drawn into ``.cache/scenes`` the first time;
+* **layout fixtures** (random weights in the published layouts, golden outputs): ``$INTERPOSER_SHARED/fixtures``
+  (default ``../shared``) where it exists, else made by ``tests/fixture_maker.py`` into ``.cache/fixtures``;
+* **TAESD** (real tiny VAEs): ``$INTERPOSER_TAESD_DIR``, else ``../shared/vae/taesd``, else ``.cache/taesd`` (which
+  ``./run.sh test`` fills from the hub, ``tests/fetch_taesd.py``). Without any, the webui stand-ins run on linear
+  stand-in VAEs (``tests/synthetic_vae.py``) and the tests that measure the real ones skip with one line saying how
+  to get them (``requires_taesd``).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,15 +21,44 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-FIXTURES = SHARED / "fixtures" / "interposer_v4"
-TAESD_DIR = SHARED / "vae" / "taesd"
-PHOTOS = SHARED / "data" / "photos"
-
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from fixture_maker import make_fixtures  # noqa: E402
+from scenes import write_scenes  # noqa: E402
+
+CACHE = REPO / ".cache"
+SHARED = Path(os.environ.get("INTERPOSER_SHARED") or REPO.parent / "shared")
+
+
+def _fixture_root() -> Path:
+    shared = SHARED / "fixtures"
+    if all((shared / name / "manifest.json").is_file() for name in ("interposer_v4", "latent_upscaler_v2")):
+        return shared
+    return make_fixtures(CACHE / "fixtures")
+
+
+def _taesd_dir() -> Path | None:
+    for folder in (os.environ.get("INTERPOSER_TAESD_DIR"), SHARED / "vae" / "taesd", CACHE / "taesd"):
+        if folder and (Path(folder) / "taesd_encoder.safetensors").is_file():
+            return Path(folder)
+    return None
+
+
+FIXTURE_ROOT = _fixture_root()
+FIXTURES = FIXTURE_ROOT / "interposer_v4"
+UPSCALER_FIXTURES = FIXTURE_ROOT / "latent_upscaler_v2"
+TAESD_DIR = _taesd_dir()
+NO_TAESD = (
+    "no TAESD files: run ./run.sh test once with a connection (it fills .cache/taesd from the hub), or set "
+    "INTERPOSER_TAESD_DIR to a folder with taesd_encoder.safetensors and the other tiny VAEs"
+)
+SCENES = [f"{i:03d}.jpg" for i in range(12)] + ["030.jpg", "032.jpg", "045.jpg"]
+PHOTOS = write_scenes(CACHE / "scenes", SCENES)
+requires_taesd = pytest.mark.skipif(TAESD_DIR is None, reason=NO_TAESD)
+
 from interposer.directions import direction  # noqa: E402
+from interposer.errors import WeightsNotFoundError  # noqa: E402
 from interposer.images import list_images, load_image  # noqa: E402
 from interposer.linear import affine_to_v4, fit_affine  # noqa: E402
 from interposer.taesd import load_tiny_vae  # noqa: E402
@@ -37,14 +78,32 @@ def _isolate_environment(monkeypatch, tmp_path_factory):
     torch.manual_seed(0)
 
 
+class TinyVaes(dict):
+    """The TAESD of each family whose files are there; a test asking for one that is not skips (one line)."""
+
+    def __missing__(self, family: str):
+        pytest.skip(f"no TAESD for {family} in {TAESD_DIR}")
+
+
 @pytest.fixture(scope="session")
-def tiny_vaes():
-    """TAESD encoders/decoders of the five families that have one, loaded once."""
-    return {name: load_tiny_vae(name, TAESD_DIR, allow_download=False) for name in ("v1", "xl", "v3", "fx", "f2")}
+def tiny_vaes() -> TinyVaes:
+    """TAESD encoders/decoders of the five families that have one, loaded once (linear stand-ins without them)."""
+    if TAESD_DIR is None:
+        from synthetic_vae import synthetic_vaes
+
+        return TinyVaes(synthetic_vaes(torch.cat([photo(n, 192) for n in _fit_names()])))
+    vaes = TinyVaes()
+    for name in ("v1", "xl", "v3", "fx", "f2"):
+        try:
+            vaes[name] = load_tiny_vae(name, TAESD_DIR, allow_download=False)
+        except WeightsNotFoundError:
+            continue
+    return vaes
 
 
 def photo(name: str, side: int = 256) -> torch.Tensor:
-    """A shared photo, downscaled and centre-cropped to ``side`` x ``side`` (TAESD is slow on 2 cores)."""
+    """A test image (``tests/scenes.py``), downscaled and centre-cropped to ``side`` x ``side`` (TAESD is slow on
+    2 cores)."""
     image = load_image(PHOTOS / name, max_side=None)
     h, w = image.shape[-2:]
     scale = side / min(h, w)
@@ -54,10 +113,13 @@ def photo(name: str, side: int = 256) -> torch.Tensor:
     return image[..., top : top + side, left : left + side].contiguous()
 
 
+def _fit_names() -> list[str]:
+    return [p.name for p in list_images(PHOTOS) if p.name not in CHECK_PHOTOS][:FIT_PHOTOS]
+
+
 @pytest.fixture(scope="session")
 def fit_images() -> torch.Tensor:
-    names = [p.name for p in list_images(PHOTOS) if p.name not in CHECK_PHOTOS][:FIT_PHOTOS]
-    return torch.cat([photo(n, 192) for n in names])
+    return torch.cat([photo(n, 192) for n in _fit_names()])
 
 
 @pytest.fixture(scope="session")

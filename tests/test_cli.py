@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import FIXTURES, PHOTOS, TAESD_DIR
+from conftest import FIXTURES, PHOTOS, TAESD_DIR, requires_taesd
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -83,6 +83,7 @@ def test_convert_refuses_ambiguous_files_and_wrong_channels(tmp_path, capsys):
     assert not (tmp_path / "o.safetensors").exists()
 
 
+@requires_taesd
 def test_compare_writes_the_grid_and_prints_four_psnrs(tmp_path, capsys, linear_weights):
     folder, _ = linear_weights
     out = tmp_path / "grid.png"
@@ -99,6 +100,7 @@ def test_compare_writes_the_grid_and_prints_four_psnrs(tmp_path, capsys, linear_
         assert grid.size == (4 * width, height + 22)  # four panels under a caption strip
 
 
+@requires_taesd
 def test_compare_without_a_tiny_vae_for_the_space(tmp_path, capsys):
     weights = str(FIXTURES / "ca-to-v1_random.safetensors")
     code = main(["compare", str(PHOTOS / "045.jpg"), "--direction", "ca-to-v1", "--weights", weights,

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import FIXTURES, PHOTOS, SHARED, TAESD_DIR
+from conftest import FIXTURES, PHOTOS, TAESD_DIR, UPSCALER_FIXTURES, requires_taesd
 from safetensors.torch import load_file, save_file
 
 from interposer.cli import main
@@ -14,7 +14,7 @@ from training.cli import main as training_main
 
 IO = load_file(FIXTURES / "xl-to-v1_random_io.safetensors")
 FIXTURE = str(FIXTURES / "xl-to-v1_random.safetensors")
-UPSCALER = SHARED / "fixtures" / "latent_upscaler_v2" / "latent-upscaler-v2.1_SDxl-x2.0_random.safetensors"
+UPSCALER = UPSCALER_FIXTURES / "latent-upscaler-v2.1_SDxl-x2.0_random.safetensors"
 
 
 def one_error_line(capsys, code, expected: str) -> str:
@@ -72,6 +72,7 @@ def test_devices_this_torch_lacks(latents, tmp_path, capsys, device, expected):
     one_error_line(capsys, convert(latents, tmp_path / "o.safetensors", "--device", device), expected)
 
 
+@requires_taesd
 def test_compare_on_a_file_that_is_not_an_image(tmp_path, capsys):
     bogus = tmp_path / "notes.jpg"
     bogus.write_text("not an image")
@@ -158,6 +159,7 @@ def test_upscaler_file_with_any_name_upscales_by_the_given_factor(tmp_path, caps
     one_error_line(capsys, code, "holds an interposer v4 model, not a latent upscaler v2.1 model")
 
 
+@requires_taesd
 def test_training_cli_errors_are_one_line_too(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     code = training_main(["encode", str(PHOTOS), str(tmp_path / "afile" / "data"), "--families", "v1", "xl",

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import FIXTURES, REPO
+from conftest import FIXTURES, REPO, requires_taesd
 from conftest import TAESD_DIR as TAESD
 from hub_server import FakeHub
 from safetensors.torch import save_file
@@ -119,6 +119,7 @@ def test_corrupt_download_is_removed_and_never_used(hub, tmp_path):
     assert (folder / "v4.0" / (NAME + ".corrupt")).exists()
 
 
+@requires_taesd
 def test_interrupted_transfer_leaves_no_usable_partial_file(hub, tmp_path):
     hub.files[KEY] = GOOD
     hub.truncate.add(KEY)
@@ -156,6 +157,7 @@ def _diffusers_layout(name: str) -> bytes:
     return save(state)
 
 
+@requires_taesd
 def test_compare_demo_fetches_taesd_and_weights_from_the_hub(hub, tmp_path):
     """The README's demo path: TAESD from madebyollin's repos (SDXL as single files, SD1 in the
     diffusers layout only) and the interposer file from city96's repo, all through huggingface_hub."""

@@ -10,14 +10,14 @@ import sys
 import types
 
 import pytest
-from conftest import FIXTURES, REPO, SHARED
+from conftest import FIXTURES, REPO, UPSCALER_FIXTURES
 from hub_server import DeadEndpoint, FakeHub
 
 WEBUI = REPO / "tests" / "webui"
 GOOD = (FIXTURES / "xl-to-v1_random.safetensors").read_bytes()
 NAMES = ("xl-to-v1_interposer-v4.0.safetensors", "v1-to-xl_interposer-v4.0.safetensors")
 UPSCALERS = [f"latent-upscaler-v2.1_SD{s}-x{f}.safetensors" for s in ("v1", "xl") for f in ("1.25", "1.5", "2.0")]
-UPSCALER_BYTES = SHARED / "fixtures" / "latent_upscaler_v2" / "latent-upscaler-v2.1_SDxl-x2.0_random.safetensors"
+UPSCALER_BYTES = UPSCALER_FIXTURES / "latent-upscaler-v2.1_SDxl-x2.0_random.safetensors"
 RUN = (
     "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__'); "
     "print('TORCH' if 'torch' in sys.modules else '')"

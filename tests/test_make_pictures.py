@@ -13,8 +13,10 @@ import math
 import sys
 
 import pytest
-from conftest import PHOTOS, REPO, TAESD_DIR
+from conftest import PHOTOS, REPO, TAESD_DIR, requires_taesd
 from PIL import Image
+
+pytestmark = requires_taesd  # real TAESD files: the CLI, the trainer and the pictures read them
 
 SCRIPT = REPO / "docs" / "make_pictures.py"
 
@@ -34,7 +36,7 @@ def make_pictures():
 @pytest.mark.parametrize("family", ["v1", "xl"])
 def test_pictures_on_a_tiny_image(make_pictures, tmp_path, family, capsys):
     assert make_pictures.DEFAULT_WEIGHTS.is_dir(), "the H200 weights folder the pictures are made with"
-    photo = PHOTOS / "032.jpg"  # held out of the H200 runs' training (their eval reports list it)
+    photo = PHOTOS / "032.jpg"  # a generated scene (tests/scenes.py)
     pictures = make_pictures.make_pictures(
         photo, taesd_dir=TAESD_DIR, out_dir=tmp_path, family=family, max_side=64, panel_side=48, crop=32
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import photo
+from conftest import photo, requires_taesd
 from webui_env import SIZE, add_checkpoint, boot
 
 from interposer.images import psnr
@@ -78,6 +78,7 @@ def refiner_lines(webui):
     return [line for line in webui.console if "refiner: " in line]
 
 
+@requires_taesd  # a margin measured in the real latent spaces
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_noise_preserving_switch_ends_close_to_the_photo(webui, sampler):
     with_interposer, processed = refine(webui, sampler_name=sampler)
@@ -96,6 +97,7 @@ def test_the_list_is_the_webuis():
     assert sorted(A1111_SAMPLERS.samplers) == sorted(WEBUI_SAMPLERS)
 
 
+@requires_taesd  # a margin measured in the real latent spaces
 @pytest.mark.parametrize("sampler", WEBUI_SAMPLERS)
 def test_every_sampler_is_carried_across_completely_or_refused(webui, sampler):
     """Per sampler: its whole state crosses the switch (the SD1.5 refiner then lands >= 5 dB closer to the
@@ -196,6 +198,7 @@ def test_restart_strategy_is_refused_where_the_sampler_keeps_old_noise(webui, sa
         small_switch(webui, sampler_name=sampler)
 
 
+@requires_taesd  # a margin measured in the real latent spaces
 @pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M"])
 def test_first_pass_from_noise(webui, sampler):
     """txt2img without hires: the base samples from pure noise, the refiner takes over at 0.6."""
@@ -204,6 +207,7 @@ def test_first_pass_from_noise(webui, sampler):
     assert with_interposer > 18.0 and with_interposer > without + 5.0, (with_interposer, without)
 
 
+@requires_taesd  # a margin measured in the real latent spaces
 @pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M", "DDIM"])
 def test_restart_strategy(webui, sampler):
     from modules import shared
@@ -277,6 +281,7 @@ def test_channel_changing_refiner_is_refused(webui):
         refine(webui, refiner_checkpoint="sd3_medium")
 
 
+@requires_taesd  # a margin measured in the real latent spaces
 def test_same_family_refiner_is_left_alone(webui):
     value, processed = refine(webui, refiner_checkpoint="sdxl_refiner")
     assert not refiner_lines(webui)
@@ -322,6 +327,7 @@ def test_refiner_in_the_first_pass_then_hires_back_to_the_base(webui):
     assert value > 15.0
 
 
+@requires_taesd  # a margin measured in the real latent spaces
 def test_interrupt_right_after_the_switch_returns_converted_latents(webui, monkeypatch):
     from modules import shared
 
@@ -366,6 +372,7 @@ def test_hook_is_removed_on_script_reload_and_never_stacked(webui):
     script_callbacks.script_unloaded_callback()
 
 
+@requires_taesd  # a margin measured in the real latent spaces
 def test_after_a_pixel_upscaler_the_latents_are_in_the_hires_models_space(webui):
     """Pixel upscalers re-encode with the hires VAE: an SD1.5 hires pass switching to an SDXL refiner
     must convert v1 -> xl, whatever the first pass was."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TAESD_DIR, photo
+from conftest import TAESD_DIR, photo, requires_taesd
 from safetensors.torch import load_file, save_file
 
 from interposer.errors import InterposerError, WeightsNotFoundError
 from interposer.images import psnr
 from interposer.taesd import _from_diffusers, load_part, load_tiny_vae, make_decoder, make_encoder
+
+pytestmark = requires_taesd  # real TAESD files: the CLI, the trainer and the pictures read them
 
 
 def test_round_trip_of_a_photo(tiny_vaes):

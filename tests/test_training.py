@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PHOTOS, REPO, TAESD_DIR
+from conftest import PHOTOS, REPO, TAESD_DIR, requires_taesd
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -31,6 +31,8 @@ from training.data import CropSampler
 from training.encode import EncodeSettings, fit_image, image_seed, random_crops
 from training.evaluate import PATHS, ssim
 from training.train import lr_at, train
+
+pytestmark = requires_taesd  # real TAESD files: the CLI, the trainer and the pictures read them
 
 XL_V1 = direction("xl-to-v1")
 TRAIN_PHOTOS = ("001.jpg", "002.jpg", "003.jpg", "004.jpg")

@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-from conftest import PHOTOS, TAESD_DIR, photo
+from conftest import PHOTOS, TAESD_DIR, photo, requires_taesd
 from PIL import Image
 
 from interposer.directions import direction
@@ -19,6 +19,8 @@ from interposer.linear import affine_to_v4, fit_affine
 from interposer.weights import save_weights
 from training.cli import build_parser, main
 from training.evaluate import PATHS, colour_error, eval_images, signed, summary
+
+pytestmark = requires_taesd  # real TAESD files: the CLI, the trainer and the pictures read them
 
 XL_V1 = direction("xl-to-v1")
 VAE_ARGS = ["--taesd-dir", str(TAESD_DIR), "--no-download"]

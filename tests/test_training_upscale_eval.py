@@ -12,7 +12,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import PHOTOS, TAESD_DIR, photo
+from conftest import PHOTOS, TAESD_DIR, photo, requires_taesd
 
 from interposer.directions import direction
 from interposer.images import load_image, psnr
@@ -23,6 +23,8 @@ from interposer.weights import save_weights
 from training.cli import main
 from training.encode import downscale
 from training.evaluate_upscale import BILINEAR, CEILING, CONVERT_FIRST, LEARNED, PIXEL, UPSCALE_FIRST
+
+pytestmark = requires_taesd  # real TAESD files: the CLI, the trainer and the pictures read them
 
 VAE_ARGS = ["--taesd-dir", str(TAESD_DIR), "--no-download"]
 XL_V1 = direction("xl-to-v1")

@@ -20,7 +20,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import PHOTOS, REPO, TAESD_DIR
+from conftest import PHOTOS, REPO, TAESD_DIR, requires_taesd
 from safetensors.torch import load_file
 
 from interposer.cli import main as interposer_main
@@ -51,6 +51,8 @@ from training.machine import has_native_bf16
 from training.train import _autocast_dtype, train
 from training.vaes import load_vae
 from training.warm_start import warm_start_interposer, warm_start_upscaler
+
+pytestmark = requires_taesd  # real TAESD files: the CLI, the trainer and the pictures read them
 
 FOLDER_A = ("001.jpg", "002.jpg", "003.jpg")  # three images: a pick of one out of three, not a coin toss
 FOLDER_B = ("003.jpg", "004.jpg")  # the same name in both folders: ids must tell them apart

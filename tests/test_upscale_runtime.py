@@ -7,7 +7,8 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SHARED
+from conftest import FIXTURES as INTERPOSER_FIXTURES
+from conftest import UPSCALER_FIXTURES
 from safetensors.torch import load_file
 
 from interposer.directions import direction
@@ -18,7 +19,7 @@ from interposer.upscale_plan import plan_upscale
 from interposer.upscalers import upscaler
 from interposer.weights import WeightsQuery, find_local, load_weights
 
-FIXTURES = SHARED / "fixtures" / "latent_upscaler_v2"
+FIXTURES = UPSCALER_FIXTURES
 CASES = {
     "latent-upscaler-v2.1_SDv1-x1.25_random": upscaler("v1", 1.25),
     "latent-upscaler-v2.1_SDxl-x1.5_random": upscaler("xl", 1.5),
@@ -166,7 +167,7 @@ def test_wrong_files_are_refused_with_a_reason(tmp_path):
     named = _folder(tmp_path, case) / upscaler("xl", 2.0).filename()
     with pytest.raises(CorruptWeightsError, match=r"upscales by 2, not by 1\.5"):
         load_weights(named, upscaler("xl", 1.5))
-    interposer_file = SHARED / "fixtures" / "interposer_v4" / "xl-to-v1_random.safetensors"
+    interposer_file = INTERPOSER_FIXTURES / "xl-to-v1_random.safetensors"
     with pytest.raises(CorruptWeightsError, match="holds an interposer v4 model, not a latent upscaler"):
         load_weights(interposer_file, upscaler("xl", 2.0))
     with pytest.raises(CorruptWeightsError, match="latent upscaler"):

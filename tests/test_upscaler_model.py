@@ -6,12 +6,12 @@ import json
 
 import pytest
 import torch
-from conftest import SHARED
+from conftest import UPSCALER_FIXTURES
 from safetensors.torch import load_file
 
 from interposer.upscaler_model import LatentUpscalerV2, UpscalerConfig, expected_upscaler_shapes
 
-FIXTURES = SHARED / "fixtures" / "latent_upscaler_v2"
+FIXTURES = UPSCALER_FIXTURES
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
 CASES = sorted(MANIFEST["cases"])
 

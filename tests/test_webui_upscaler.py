@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import photo
+from conftest import photo, requires_taesd
 from webui_env import SIZE, boot
 
 from interposer.runtime import Converter, ModelCache
@@ -212,6 +212,7 @@ def trained_webui(monkeypatch, tmp_path, tiny_vaes, linear_weights):
     return boot(monkeypatch, tmp_path, tiny_vaes, photo("003.jpg", SIZE), folder)
 
 
+@requires_taesd  # a margin measured in the real latent spaces
 @pytest.mark.parametrize(
     ("first_pass", "hires", "margin"),
     [("sd15_style", "Use same checkpoint", 0.5),
