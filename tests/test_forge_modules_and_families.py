@@ -116,9 +116,16 @@ def test_a_diffusion_model_only_hires_checkpoint_with_same_choices_is_refused_be
     with pytest.raises(Exception) as info:
         neo.generate(TITLE, hr_upscaler="Lanczos", hr_checkpoint_name="lumina2-dit")
     message = str(info.value)
-    assert "'lumina2-dit' (FLUX.1) has no VAE and text encoders of its own" in message
+    assert "'lumina2-dit' (the FLUX.1 family) has no VAE and text encoders of its own" in message
+    assert "which gives it none at all (the Stable Diffusion XL first pass used those inside its checkpoint)" in message
     assert "Choose its own VAE and text-encoder files in Hires fix > Hires VAE / Text Encoder" in message
     assert shared.sd_model.apply_calls == 0 and not neo.hires_inputs and info.value.__cause__ is None
+
+
+def test_the_refusal_names_the_first_pass_files_it_would_hand_over(neo):
+    with pytest.raises(Exception, match=r"which gives it the first pass's Stable Diffusion XL files "
+                                        r"\(sdxl_vae\.safetensors\)\. Choose its own"):  # fmt: skip
+        neo.generate(TITLE, hr_upscaler="Lanczos", hr_checkpoint_name="lumina2-dit", **first("sdxl", "sdxl_vae"))
 
 
 def test_explicit_hires_modules_are_the_users_choice(neo, tiny_vaes):

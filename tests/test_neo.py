@@ -81,7 +81,7 @@ def test_a_flux_family_first_pass_without_the_interposer_says_so_before_neo_fail
     with pytest.raises(RuntimeError):
         neo.generate(None, **first("lumina2"))
     said = [line for line in neo.console if "the interposer is off" in line]
-    assert len(said) == 1 and "from FLUX.1 to Stable Diffusion 1.x / 2.x" in said[0]
+    assert len(said) == 1 and "from the FLUX.1 family to Stable Diffusion 1.x / 2.x" in said[0]
 
 
 def test_apply_automatically_converts_the_flux_pass_without_the_script(neo):

@@ -117,7 +117,7 @@ LATENT_FORMAT_SPACES = {
     "SD15": ("v1", 4, "", ""),
     "SDXL": ("xl", 4, "", ""),
     "SD3": ("v3", 16, "", ""),
-    "Flux": ("fx", 16, "", ""),  # FLUX.1, Chroma, Z-Image, Lumina 2 / Neta Lumina
+    "Flux": ("fx", 16, "", "the FLUX.1 family"),  # FLUX.1, Chroma, Z-Image, Lumina 2 / Neta Lumina
     "Flux2": ("f2", 128, PACKED, "FLUX.2 (Klein, packed 128 channels)"),
     "SDXL_Flux2": ("f2", 32, "", "FLUX.2 (Mugen)"),
 }

@@ -59,12 +59,15 @@ def check_hires_modules(generation: Any) -> None:
         return
     modules = webui.first_pass_modules(generation.option)
     if not target.bundled:
-        kept = f"the first pass's files ({', '.join(_basenames(modules))})" if modules else "no VAE or text encoder"
+        kept = (
+            f"the first pass's {source.description} files ({', '.join(_basenames(modules))})"
+            if modules
+            else f"none at all (the {source.description} first pass used those inside its checkpoint)"
+        )
         raise HiresModulesError(
             f"Latent Interposer: the hires checkpoint {target.title!r} ({target.family.description}) has no VAE and "
             f"text encoders of its own, and {webui.hires_modules_setting} is 'Use same choices', which gives it "
-            f"{kept} ({source.description}). Choose its own VAE and text-encoder files in "
-            f"{webui.hires_modules_setting}."
+            f"{kept}. Choose its own VAE and text-encoder files in {webui.hires_modules_setting}."
         )
     if modules:
         webui.use_builtin_hires_modules(p)
