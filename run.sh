@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The two commands a newcomer needs (Linux/macOS; see README for Windows):
+# The two commands a newcomer needs (Linux/macOS; see docs/development.md for Windows):
 #   ./run.sh demo   set up .venv, then run the compare demo on the bundled image (downloads weights)
 #   ./run.sh test   set up .venv with the dev tools, then lint and run the test suite
 # Extra arguments go to the demo (python -m interposer compare ...) or to pytest.

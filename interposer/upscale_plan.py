@@ -5,7 +5,7 @@ exist for fixed factors (the published ones: 1.25, 1.5, 2.0). A plan runs a chai
 whose product is close to the needed ratio, then resizes the remainder exactly to the webui's
 target latent size (so the webui's own interpolation afterwards is an identity).
 
-Policies (``README.md`` has the measured comparison):
+Policies (``docs/results.md`` has the measured comparison):
 
 * ``at-least`` (the default): the smallest product that reaches the ratio, then a downscale. Measured
   on held-out photos it was never worse than the others and the best where they differ (2.5x from

@@ -120,8 +120,8 @@ class TrainConfig:
 
 
 # Starting points; anything can be overridden. "cpu": in a fixed CPU budget a narrower, shallower
-# net that takes ~2.5x the steps beats the published 64 x 12 layout (README, "What makes a difference
-# on a CPU"); it starts from the least-squares map (frozen BatchNorm) and adds the image-space loss
+# net that takes ~2.5x the steps beats the published 64 x 12 layout (docs/results.md, "What makes a
+# difference on a CPU"); it starts from the least-squares map (frozen BatchNorm) and adds the image-space loss
 # on every 2nd step. The same preset trains upscalers (model=upscaler: ch_mid x 8 convs).
 PRESETS: dict[str, dict] = {
     "v4": {},  # city96's recipe: 64 x 12 blocks, batch 128, lr 5e-4, 50k steps (a GPU run)
