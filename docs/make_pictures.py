@@ -1,6 +1,8 @@
 """Regenerate the README's pictures with the project's own tools (CPU, under a minute on 2 cores).
 
-    .venv/bin/python docs/make_pictures.py            # defaults: ../shared, writes docs/images/
+    .venv/bin/python docs/make_pictures.py            # the H200-trained files; writes docs/images/
+    .venv/bin/python docs/make_pictures.py --published --weights-dir models/LatentInterposer --taesd-dir TAESD
+                                                      # the same with city96's published files
 
 1. ``convert-xl-to-v1.jpg``: one photo, SDXL -> SD1.5: original | no conversion | TAESD bridge |
    interposer, made by :func:`interposer.compare.run_compare` (what ``python -m interposer compare``
@@ -11,11 +13,12 @@
    the photo downscaled 2x and TAESD-encoded; every route is decoded by the family's TAESD. The panels show
    a crop at 1:1; the PSNR in each label is of the whole image.
 
-Weights: the files the project trained with ``--preset gpu`` on an NVIDIA H200 and exported with
+Weights: by default the files the project trained with ``--preset gpu`` on an NVIDIA H200 and exported with
 ``python -m training export RUN --tag gpu`` (``shared/measurements/h200-2026-12/weights/``), *not* city96's
-published files. The default photo, ``photos/032.jpg``, was held out of that training (it is one of the 14
-images in ``shared/measurements/h200-2026-12/eval/*.md``); at ``--max-side 512`` each PSNR printed here is
-the one those reports give for it. Every panel's PSNR (dB, against the photo) is printed.
+published files; ``--published`` takes city96's v4.0 interposer and v2.1 upscaler under their published names
+(the files a webui user has in ``models/LatentInterposer``). The default image is ``examples/lakeside.jpg``,
+which ``examples/make_example_image.py`` draws (no licence to record, never trained on). Every panel's PSNR (dB,
+against the image) is printed.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from interposer.directions import direction  # noqa: E402
 from interposer.images import labelled_grid, load_image, psnr  # noqa: E402
 from interposer.runtime import Converter, ModelCache  # noqa: E402
 from interposer.upscalers import upscaler  # noqa: E402
-from interposer.weights import WeightsQuery  # noqa: E402
+from interposer.weights import WeightsQuery, find_local  # noqa: E402
 from training.evaluate_upscale import BILINEAR, CEILING, LEARNED, PIXEL, UpscaleModels, hires_multiple  # noqa: E402
 from training.evaluate_upscale import _panels as upscale_route_panels  # noqa: E402
 from training.vaes import load_vae  # noqa: E402
@@ -45,17 +48,18 @@ from training.vaes import load_vae  # noqa: E402
 SHARED = REPO.parent / "shared"
 MEASUREMENTS = SHARED / "measurements" / "h200-2026-12"
 DEFAULT_WEIGHTS = MEASUREMENTS / "weights"
-DEFAULT_PHOTO = SHARED / "data" / "photos" / "032.jpg"
+DEFAULT_PHOTO = REPO / "examples" / "lakeside.jpg"
 DEFAULT_TAESD = SHARED / "vae" / "taesd"
 DEFAULT_OUT = REPO / "docs" / "images"
 TAG = "gpu"  # export --tag of the H200 runs
+PUBLISHED_TAGS = ("v4.0", "v2.1")  # city96's interposer and upscaler versions
 CONVERSION = "xl-to-v1"
 FACTOR = 2.0
 # The hires picture: which family, and where the 1:1 crop sits (its centre, as fractions of width and
-# height; for the default photo, the bird's head and breast).
+# height; for the default image, the tree line and its reflection).
 DEFAULT_FAMILY = "v1"
 DEFAULT_CROP = 224
-DEFAULT_CENTRE = (0.58, 0.33)
+DEFAULT_CENTRE = (0.42, 0.6)
 QUALITY = 88  # JPEG: each picture stays well under 300 KB
 # The routes of the hires picture, by the names the webui shows.
 ROUTES = {BILINEAR: "Latent", LEARNED: "Latent (NN)", PIXEL: "pixel route"}
@@ -76,10 +80,12 @@ def conversion_picture(
     *,
     max_side: int = 512,
     panel_side: int | None = 384,
+    tag: str = TAG,
 ) -> Picture:
     """original | no conversion | TAESD bridge | interposer, SDXL -> SD1.5, via ``run_compare``."""
     dirn = direction(CONVERSION)
-    query = WeightsQuery(path=str(Path(weights_dir) / dirn.filename(TAG)), allow_download=False)
+    path = find_local(dirn, [weights_dir], tag) or Path(weights_dir) / dirn.filename(tag)  # NAME or <tag>/NAME
+    query = WeightsQuery(path=str(path), allow_download=False)
     converter = Converter(weights=query, device="cpu", precision="fp32")
     result = run_compare(
         photo, dirn, converter, out, taesd_dir=str(taesd_dir), allow_download=False, max_side=max_side,
@@ -107,12 +113,13 @@ def hires_picture(
     max_side: int = 512,
     crop: int = DEFAULT_CROP,
     centre: tuple[float, float] = DEFAULT_CENTRE,
+    tag: str = TAG,
 ) -> Picture:
     """original | Latent | Latent (NN) | pixel route at 2x in ``family``, via the upscaling eval's routes."""
     hires = load_image(photo, max_side=max_side, multiple=hires_multiple(FACTOR))
     vae = load_vae("taesd", family, taesd_dir=str(taesd_dir), device="cpu", precision="fp32", allow_download=False)
     family = vae.space.name
-    models = UpscaleModels(upscalers={family: Path(weights_dir) / upscaler(family, FACTOR).filename(TAG)})
+    models = UpscaleModels(upscalers={family: Path(weights_dir) / upscaler(family, FACTOR).filename(tag)})
     base = Converter(device="cpu", precision="fp32", cache=ModelCache(), upscale_factors=(FACTOR,))
     decoded = upscale_route_panels(hires, FACTOR, vae, vae, [*ROUTES, CEILING], models, base)
     scores = {label: psnr(decoded[name], hires) for name, label in ROUTES.items()}
@@ -138,18 +145,20 @@ def make_pictures(
     panel_side: int | None = 384,
     crop: int = DEFAULT_CROP,
     centre: tuple[float, float] = DEFAULT_CENTRE,
+    tags: tuple[str, str] = (TAG, TAG),
 ) -> dict[str, Picture]:
-    """Both pictures, written into ``out_dir``; the PSNR of every panel."""
+    """Both pictures, written into ``out_dir``; the PSNR of every panel. ``tags``: the interposer's and the
+    upscaler's file tags (``PUBLISHED_TAGS`` for city96's files)."""
     out_dir = Path(out_dir)
     torch.manual_seed(0)  # nothing here is random; fixed anyway, so reruns give the same files
     return {
         "conversion": conversion_picture(
             photo, weights_dir, taesd_dir, out_dir / f"convert-{CONVERSION}.jpg", max_side=max_side,
-            panel_side=panel_side,
+            panel_side=panel_side, tag=tags[0],
         ),
         "hires": hires_picture(
             photo, weights_dir, taesd_dir, out_dir / f"hires-2x-{family}.jpg", family=family,
-            max_side=max_side, crop=crop, centre=centre,
+            max_side=max_side, crop=crop, centre=centre, tag=tags[1],
         ),
     }  # fmt: skip
 
@@ -168,7 +177,9 @@ def describe(pictures: dict[str, Picture]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photo", default=str(DEFAULT_PHOTO), help="a photo held out of the weights' training")
+    parser.add_argument("--photo", default=str(DEFAULT_PHOTO), help="an image the weights were not trained on")
+    parser.add_argument("--published", action="store_true",
+                        help="city96's files (v4.0 interposer, v2.1 upscaler), not --tag gpu ones")  # fmt: skip
     parser.add_argument("--weights-dir", default=str(DEFAULT_WEIGHTS),
                         help=f"folder with the files exported with --tag {TAG}")  # fmt: skip
     parser.add_argument("--taesd-dir", default=str(DEFAULT_TAESD), help="folder with the TAESD files")
@@ -183,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     pictures = make_pictures(
         args.photo, args.weights_dir, args.taesd_dir, args.out_dir, family=args.family, max_side=args.max_side,
         panel_side=args.panel_side, crop=args.crop, centre=tuple(args.crop_centre),
+        tags=PUBLISHED_TAGS if args.published else (TAG, TAG),
     )  # fmt: skip
     print(f"Photo: {args.photo}")
     print(describe(pictures))
