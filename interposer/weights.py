@@ -36,7 +36,6 @@ Spec = Direction | UpscalerSpec
 # The webui's settings as its Settings page shows them (labels in interposer/webui/options.py).
 WEBUI_DOWNLOAD_SETTING = "Settings → Latent Interposer → Download missing weights from the Hugging Face hub"
 WEBUI_WEIGHTS_FOLDER_SETTING = "Settings → Latent Interposer → Weights folder"
-FORMAT_NAME = "interposer-v4"  # kept for callers that name the interposer format
 TRAINED_KEY = "trained"  # metadata key `python -m training export` sets to "true"
 _WEIGHT_DTYPES = {"F32", "F16", "BF16"}
 

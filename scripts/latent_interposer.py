@@ -24,8 +24,8 @@ try:
     from interposer.directions import direction as parse_direction
     from interposer.runtime import Converter
     from interposer.webui import options as li_options
-    from interposer.webui.adapter import detect_webui
     from interposer.webui.api_options import extend_options_model
+    from interposer.webui.detect import detect_webui
     from interposer.webui.generation import Generation, clear_infotext
     from interposer.webui.refiner import RefinerHook
     from interposer.weights import WeightsQuery, find_local

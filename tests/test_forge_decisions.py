@@ -9,9 +9,9 @@ import pytest
 from neo_env import write_checkpoint
 
 from interposer.webui import options as li_options
-from interposer.webui.forge import Forge, ForgeNeo, forge_for
+from interposer.webui.a1111 import A1111_SAMPLERS
+from interposer.webui.forge import FORGE_SAMPLERS, Forge, ForgeNeo, forge_for
 from interposer.webui.preflight import refiner_refusal
-from interposer.webui.samplers import A1111_SAMPLERS, FORGE_SAMPLERS
 
 
 class SDXL:  # named like huggingface_guess's latent format classes

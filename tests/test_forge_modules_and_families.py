@@ -158,7 +158,7 @@ def test_a_cross_family_refiner_with_first_pass_modules_is_refused_before_sampli
 def test_every_neo_22x_latent_format_is_a_family(neo, format_name, key, channels, layout):
     from huggingface_guess import latent
 
-    from interposer.webui.adapter import detect_webui
+    from interposer.webui.detect import detect_webui
 
     fmt = getattr(latent, format_name, None)
     fmt = fmt() if fmt is not None else types.SimpleNamespace(latent_channels=channels, scale_factor=1.0)
@@ -271,7 +271,7 @@ def _generation(p, family, converter):
 def test_packed_flux2_latents_are_unpacked_for_the_interposer_and_packed_after():
     """Klein's sampler holds [B, 128, H, W]; the interposer's f2 space is [B, 32, 2H, 2W]: into Mugen's unpacked
     layout the result stays 32 channels, into Klein's it is packed again."""
-    from interposer.webui.families import format_family
+    from interposer.webui.forge import format_family
 
     p = types.SimpleNamespace(latent_scale_mode={"mode": "bilinear"}, enable_hr=True, hr_upscaler="Latent",
                               extra_generation_params={}, sd_model=None)  # fmt: skip
@@ -288,7 +288,7 @@ def test_packed_flux2_latents_are_unpacked_for_the_interposer_and_packed_after()
 
 def test_klein_to_mugen_is_an_exact_relayout():
     from interposer.packing import unpack_2x2
-    from interposer.webui.families import format_family
+    from interposer.webui.forge import format_family
 
     p = types.SimpleNamespace(latent_scale_mode={"mode": "bilinear"}, enable_hr=True, hr_upscaler="Latent",
                               extra_generation_params={}, sd_model=None)  # fmt: skip
@@ -301,7 +301,7 @@ def test_klein_to_mugen_is_an_exact_relayout():
 
 def test_latent_nn_from_klein_to_mugen_lands_on_mugens_grid():
     """Upscaled in the f2 space from Klein's unpacked latents, handed to Mugen unpacked at the webui's hires size."""
-    from interposer.webui.families import format_family
+    from interposer.webui.forge import format_family
 
     p = types.SimpleNamespace(latent_scale_mode={"mode": "bilinear"}, enable_hr=True, hr_upscaler=NN,
                               hr_upscale_to_x=96, hr_upscale_to_y=96, extra_generation_params={},
@@ -316,7 +316,7 @@ def test_latent_nn_from_klein_to_mugen_lands_on_mugens_grid():
 def test_latent_nn_on_5d_wan_latents_interpolates_in_their_own_family():
     """Wan 2.1 / Qwen-Image has no interposer space: Latent (NN) in one family interpolates the [B, C, 1, H, W]
     latents as Neo's own Latent path does (squeezed around the interpolation) and says so in the infotext."""
-    from interposer.webui.families import format_family
+    from interposer.webui.forge import format_family
 
     p = types.SimpleNamespace(latent_scale_mode={"mode": "bilinear"}, enable_hr=True, hr_upscaler=NN,
                               hr_upscale_to_x=96, hr_upscale_to_y=64, extra_generation_params={},
@@ -337,7 +337,7 @@ def test_forge_is_told_apart_and_its_dit_is_inpaint_flag_is_no_inpainting_model(
     """Forge flags every 16-channel DiT is_inpaint (in_channels > 4): a FLUX.1 base is not an inpainting model."""
     import fake_engines
 
-    from interposer.webui.adapter import detect_webui
+    from interposer.webui.detect import detect_webui
     from interposer.webui.forge import Forge, ForgeNeo
 
     webui = detect_webui()

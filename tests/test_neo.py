@@ -41,7 +41,7 @@ def first(checkpoint: str) -> dict:
 def test_the_adapter_is_neos_and_the_script_loads_without_errors(neo):
     from modules import errors
 
-    from interposer.webui.adapter import detect_webui
+    from interposer.webui.detect import detect_webui
     from interposer.webui.forge import ForgeNeo
 
     assert isinstance(detect_webui(), ForgeNeo)
@@ -124,7 +124,7 @@ def test_a_mugen_file_and_a_loaded_mugen_are_one_family_and_not_sdxl(neo):
     import fake_engines
     from modules import sd_models
 
-    from interposer.webui.adapter import detect_webui
+    from interposer.webui.detect import detect_webui
     from interposer.webui.families import checkpoint_kind
 
     from_file = checkpoint_kind(sd_models.get_closet_checkpoint_match("mugen").filename).family

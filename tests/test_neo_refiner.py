@@ -17,8 +17,8 @@ from neo_env import SIZE, add_checkpoint, boot, neo_modules
 from test_neo_samplers import FLOW_ONLY, NEO_SAMPLERS
 
 from interposer.images import psnr
+from interposer.webui.forge import NEO_SAMPLERS as NEO_TABLE
 from interposer.webui.generation import ATTRIBUTE
-from interposer.webui.samplers import NEO_SAMPLERS as NEO_TABLE
 
 TITLE = "Latent Interposer"
 REFUSED = {

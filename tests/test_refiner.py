@@ -20,8 +20,8 @@ from webui_env import SIZE, add_checkpoint, boot
 
 from interposer.images import psnr
 from interposer.webui import refiner as refiner_module
+from interposer.webui.a1111 import A1111_SAMPLERS
 from interposer.webui.generation import ATTRIBUTE
-from interposer.webui.samplers import A1111_SAMPLERS
 
 TITLE = "Latent Interposer"
 # The hires pass's switch (img2img inside hires fix) per kind of sampler: one-call, two-call, timesteps; every

@@ -1,19 +1,16 @@
-"""What differs between the webuis, behind one small interface, and which webui this is.
+"""What differs between the webuis, behind one small interface.
 
 The decision layer (:mod:`.generation`, :mod:`.preflight`, :mod:`.refiner`) asks a :class:`Webui` only what
-it cannot know on its own: which family a loaded model or a checkpoint file is, which samplers the webui has
-and what each keeps, and what a checkpoint switch leaves stale in the webui's caches. One subclass per webui
-lives in :mod:`.a1111` and :mod:`.forge`; :func:`detect_webui` picks one by feature checks, never by an
-import that would fail on the other webui.
+it cannot know on its own: which family a loaded model is, which samplers the webui has and what each keeps,
+how it loads separate VAE / text-encoder files, what a checkpoint switch leaves stale in its caches. One subclass
+per webui lives in :mod:`.a1111` and :mod:`.forge`, with that webui's facts; :mod:`.detect` picks one.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import Any
 
-from .families import CheckpointKind, Family, checkpoint_filename, checkpoint_kind, model_title
+from .families import Checkpoint, CheckpointKind, Family, checkpoint_filename, checkpoint_kind, model_title
 from .samplers import SamplerTable
 
 
@@ -82,6 +79,11 @@ class Webui:
         completed fraction of the schedule, which stays below 1.0."""
         return switch_at is None or float(switch_at) < 1.0
 
+    def hires_refiner_pass(self, option: Any) -> str:
+        """Which pass of a hires-fix generation the refiner switches in: "first pass", "second pass" or "both
+        passes" (A1111's and lllyasviel's Forge's setting *Hires fix: which pass to enable refiner for*)."""
+        return str(option("hires_fix_refiner_pass", "second pass"))
+
     def refiner_refusal(self, option: Any) -> str | None:
         """A refusal of any cross-family refiner switch that follows from the webui's settings alone."""
         return None
@@ -93,43 +95,3 @@ class Webui:
 
     def label(self) -> str:
         return f"{self.name} {self.version}".strip()
-
-
-class Checkpoint:
-    """A checkpoint a pass will run on, as known before sampling (``family`` None: not known yet; ``bundled``: its
-    VAE and text encoders are inside the file)."""
-
-    __slots__ = ("bundled", "family", "filename", "image_conditioned", "title")
-
-    def __init__(self, family: Family | None, image_conditioned: bool, filename: str | None, title: str,
-                 bundled: bool = True) -> None:  # fmt: skip
-        self.family = family
-        self.image_conditioned = image_conditioned
-        self.filename = filename
-        self.title = title
-        self.bundled = bundled
-
-
-def forge_version() -> str | None:
-    """The Forge flavour's version string (``neo``, ``neo 2.21``, ``classic``, ``f2.0.1...``), ``None`` outside a
-    Forge. Read from ``modules_forge.forge_version`` only if that package exists: no import can fail here."""
-    if importlib.util.find_spec("modules_forge") is None:
-        return None
-    try:
-        module = importlib.import_module("modules_forge.forge_version")
-    except Exception:
-        return ""
-    return str(getattr(module, "version", "") or "")
-
-
-def detect_webui() -> Webui:
-    """The adapter for the webui this runs in: a Forge when ``modules_forge`` exists (Neo or lllyasviel's
-    Forge by its version tag), else AUTOMATIC1111."""
-    version = forge_version()
-    if version is None:
-        from .a1111 import A1111
-
-        return A1111()
-    from .forge import forge_for
-
-    return forge_for(version)

@@ -1,20 +1,13 @@
-"""Which latent space a webui model samples in: a loaded model (with the exact factors the webui applies),
-or a checkpoint file not loaded yet (from its safetensors header, the way the webui picks its model class).
+"""Model families as far as converting their latents goes, and what a checkpoint will be before it is loaded.
 
-Two readings of a loaded model exist, because the webuis describe their models differently:
-
-* :func:`family_from_flags`: AUTOMATIC1111 sets ``is_sd1``/``is_sd2``/``is_sdxl``/``is_sd3`` on every model and
-  keeps its ``scale_factor`` (SD3: ``latent_format``) on the model;
-* :func:`family_from_latent_format`: the Forges (Forge Neo, lllyasviel's Forge) describe every model by
-  ``model_config.latent_format`` (class, ``scale_factor``, ``shift_factor``, ``latent_channels``) and scale with
-  the VAE's own factors. Their ``is_sdxl`` is not a family: Neo's Mugen says ``is_sdxl=True`` with 32-channel
-  latents. SD1.5 -> ``v1``; SDXL and its refiner -> ``xl``; FLUX.1, Chroma, Z-Image, Lumina 2 / Neta Lumina
-  (all ``latent.Flux``) -> ``fx``; SD3 -> ``v3``; FLUX.2 Klein / ERNIE-Image (``Flux2``: 128 channels at /16, packed)
-  and Mugen (``SDXL_Flux2``: the same latent unpacked, 32 channels at /8) -> ``f2``; anything else (``Wan21``: Wan,
-  Qwen-Image, Anima, Krea 2, 5-D; ``RGB``: PiD's pixels) is a :class:`Family` without an interposer.
+A :class:`Family` is what every webui's reading of a loaded model returns (the readings themselves are webui
+facts and live in the adapters: A1111's ``is_*`` flags in :mod:`.a1111`, the Forges' ``latent_format`` in
+:mod:`.forge`). A checkpoint file not loaded yet is read from its safetensors header, the way the webuis pick its
+model class (:func:`checkpoint_kind`); a :class:`Checkpoint` is what a pass will run on, known before sampling.
 
 A :class:`Family` always has a ``key``, so two models of the same unsupported family (two Qwen-Image
-checkpoints) are still known not to cross; only ``space`` says whether the interposer can convert it.
+checkpoints) are still known not to cross; only ``space`` says whether the interposer can convert it, and
+``layout`` how the webui's tensor holds that space (FLUX.2 Klein's packed 128 channels, Wan's 5-D latents).
 """
 
 from __future__ import annotations
@@ -30,10 +23,6 @@ from ..spaces import SPACES, LatentSpace
 
 PACKED = "packed 2x2"  # FLUX.2 Klein in the Forges: 128 channels at /16
 VIDEO = "5-D"  # Wan 2.1's VAE: [B, C, T, H, W]
-
-# How close the webui's factors must be to the package's to count as the same space (they are written with
-# 4-5 significant digits everywhere; a real mismatch is a different VAE, off by far more).
-FACTOR_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -82,97 +71,24 @@ class Family:
         return latents
 
 
-def _with_factors(space: LatentSpace, scale: Any, shift: Any) -> LatentSpace:
-    """``space`` with the model's own scale/shift where the model carries one (A1111: exact conversion of a
-    checkpoint whose config uses another factor)."""
-    changes = {}
-    if isinstance(scale, (int, float)) and float(scale) != space.scale:
-        changes["scale"] = float(scale)
-    if isinstance(shift, (int, float)) and float(shift) != space.shift:
-        changes["shift"] = float(shift)
-    return replace(space, **changes) if changes else space
+def unsupported(name: str, channels: int, what: str = "", layout: str = "") -> Family:
+    """A family no interposer converts, named by its latent format (``Wan21/16``)."""
+    what = what or f"the {name} latent space"
+    shape = f"{channels} channels" + (", 5-D [B, C, T, H, W]" if layout == VIDEO else "")
+    return Family(
+        f"{name}/{channels}",
+        f"{what} ({shape})",
+        layout=layout,
+        why=f"samples in {what} ({shape}), which no interposer converts (supported: SD1.x/2.x, SDXL, SD3, the "
+        "FLUX.1 family: FLUX.1, Chroma, Z-Image, Lumina 2 / Neta Lumina; and FLUX.2: Klein, Mugen)",
+    )
 
 
-def family_from_flags(sd_model: Any) -> Family | None:
-    """AUTOMATIC1111's reading: the ``is_*`` flags, then the scale/shift the model itself uses.
-
-    ``None``: a model of no family the webui flags (the caller says it cannot tell)."""
-    if sd_model is None:
-        return None
-    if getattr(sd_model, "is_sd3", False):
-        fmt = getattr(sd_model, "latent_format", None)
-        space = _with_factors(SPACES["v3"], getattr(fmt, "scale_factor", None), getattr(fmt, "shift_factor", None))
-    elif getattr(sd_model, "is_sdxl", False):
-        space = _with_factors(SPACES["xl"], getattr(sd_model, "scale_factor", None), None)
-    elif getattr(sd_model, "is_sd1", False) or getattr(sd_model, "is_sd2", False):
-        space = _with_factors(SPACES["v1"], getattr(sd_model, "scale_factor", None), None)
-    else:
-        return None
-    return Family.of_space(space)
-
-
-# Forge's latent format classes (huggingface_guess/latent.py) whose latents an interposer space describes:
-# (space, channels the webui holds, layout, description).
-LATENT_FORMAT_SPACES = {
-    "SD15": ("v1", 4, "", ""),
-    "SDXL": ("xl", 4, "", ""),
-    "SD3": ("v3", 16, "", ""),
-    "Flux": ("fx", 16, "", "the FLUX.1 family"),  # FLUX.1, Chroma, Z-Image, Lumina 2 / Neta Lumina
-    "Flux2": ("f2", 128, PACKED, "FLUX.2 (Klein, packed 128 channels)"),
-    "SDXL_Flux2": ("f2", 32, "", "FLUX.2 (Mugen)"),
-}
-# Formats with no interposer: what their latents are, for the refusal.
-OTHER_FORMATS = {
-    "Wan21": ("Wan 2.1 (Wan, Qwen-Image, Anima, Krea 2)", VIDEO),
-    "RGB": ("pixel space (PiD)", ""),
-}
-
-
-def family_from_latent_format(sd_model: Any) -> Family | None:
-    """The Forges' reading: ``model_config.latent_format`` decides the family, and the factors the webui applies
-    (the VAE's ``scaling_factor``/``shift_factor`` where it has them, else the format's) must be the package's.
-
-    A mismatch is refused rather than converted: latents scaled by other factors come from another VAE, and the
-    interposer would turn them into garbage. ``None``: the model has no ``latent_format`` at all."""
-    fmt = getattr(getattr(sd_model, "model_config", None), "latent_format", None)
-    if fmt is None:
-        return None
-    family = format_family(type(fmt).__name__, int(getattr(fmt, "latent_channels", 4) or 4))
-    space, layout = family.space, family.layout
-    if space is None or space.name == "f2":
-        return family  # f2: normalised by the VAE's own BatchNorm, process_in applies no factor
-    scale, shift = _applied_factors(sd_model, fmt)
-    if abs(scale - space.scale) > FACTOR_TOLERANCE or abs(shift - space.shift) > FACTOR_TOLERANCE:
-        return Family(
-            space.name,
-            space.label,
-            why=f"scales its {space.label} latents by {scale:g} (shift {shift:g}), but the "
-            f"interposer's {space.name} latents are scaled by {space.scale:g} (shift {space.shift:g}): its VAE is "
-            "not the family's, so its latents cannot be converted",
-            layout=layout,
-        )
-    return family
-
-
-def format_family(name: str, channels: int) -> Family:
-    """The family of a Forge latent format (class name and channels), with the package's factors."""
-    known = LATENT_FORMAT_SPACES.get(name)
-    if known is None or known[1] != channels:
-        return _unsupported(name, channels)
-    space_name, _, layout, description = known
-    return Family.of_space(SPACES[space_name], layout, description)
-
-
-def _applied_factors(sd_model: Any, fmt: Any) -> tuple[float, float]:
-    """The scale and shift the webui applies to this model's VAE latents (Neo: the VAE config's; else the
-    latent format's)."""
-    vae = getattr(getattr(getattr(sd_model, "forge_objects", None), "vae", None), "first_stage_model", None)
-    scale = getattr(vae, "scaling_factor", None)
-    shift = getattr(vae, "shift_factor", None)
-    if not isinstance(scale, (int, float)):
-        scale = getattr(fmt, "scale_factor", 1.0)
-        shift = getattr(fmt, "shift_factor", 0.0)
-    return float(scale), float(shift if isinstance(shift, (int, float)) else 0.0)
+# The families of the FLUX.1 and FLUX.2 era, as the Forges load them (also read from checkpoint headers below).
+FLUX1 = Family.of_space(SPACES["fx"], "", "the FLUX.1 family")
+KLEIN = Family.of_space(SPACES["f2"], PACKED, "FLUX.2 (Klein, packed 128 channels)")
+MUGEN = Family.of_space(SPACES["f2"], "", "FLUX.2 (Mugen)")
+WAN21 = unsupported("Wan21", 16, "the Wan 2.1 latent space of Wan, Qwen-Image, Anima and Krea 2", VIDEO)
 
 
 def model_title(sd_model: Any) -> str:
@@ -182,6 +98,28 @@ def model_title(sd_model: Any) -> str:
 
 def checkpoint_filename(sd_model: Any) -> str | None:
     return getattr(getattr(sd_model, "sd_checkpoint_info", None), "filename", None)
+
+
+class Checkpoint:
+    """A checkpoint a pass will run on, as known before sampling or at a switch (``family`` None: not known yet;
+    ``bundled``: its VAE and text encoders are inside the file)."""
+
+    __slots__ = ("bundled", "family", "filename", "image_conditioned", "title")
+
+    def __init__(self, family: Family | None, image_conditioned: bool, filename: str | None, title: str,
+                 bundled: bool = True) -> None:  # fmt: skip
+        self.family = family
+        self.image_conditioned = image_conditioned
+        self.filename = filename
+        self.title = title
+        self.bundled = bundled
+
+    @staticmethod
+    def of_model(model: Any, webui: Any) -> Checkpoint:
+        """Copied out of a loaded model: A1111 loads a checkpoint of the loaded model's config into the *same*
+        object, so a reference to "the base model" taken before a switch describes the refiner afterwards."""
+        return Checkpoint(webui.family(model), webui.image_conditioned(model), checkpoint_filename(model),
+                          model_title(model))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -206,7 +144,7 @@ _DIT_PREFIXES = ("model.diffusion_model.", "")
 _FLUX1_KEY = "double_blocks.0.img_attn.norm.key_norm.scale"
 _FLUX2_KEY = "double_stream_modulation_img.lin.weight"
 _LUMINA2_KEY = "cap_embedder.1.weight"  # Lumina 2, Neta Lumina, Z-Image (NextDiT)
-_OTHER_DITS = {"head.modulation": "Wan21", "txt_norm.weight": "Wan21", "blocks.0.mlp.layer1.weight": "Wan21"}
+_WAN21_KEYS = ("head.modulation", "txt_norm.weight", "blocks.0.mlp.layer1.weight")  # Wan, Qwen-Image, Anima
 # Where the Forges' huggingface_guess finds a checkpoint's own VAE and text encoders (model_list.py prefixes).
 _VAE_PREFIXES = ("first_stage_model.", "vae.")
 _TEXT_ENCODER_PREFIXES = ("cond_stage_model.", "conditioner.", "text_encoders.")
@@ -263,7 +201,7 @@ def _family_from_header(header: dict[str, dict]) -> CheckpointKind | None:
     if _SDXL_KEY in header:
         channels = in_channels(4)
         if channels == 32:  # Mugen: an SDXL UNet on the 32-channel Flux.2 VAE (latent format SDXL_Flux2)
-            return CheckpointKind(format_family("SDXL_Flux2", 32), False)
+            return CheckpointKind(MUGEN, False)
         return space("xl", channels != 4)
     if _SDXL_REFINER_KEY in header:
         return space("xl")
@@ -282,23 +220,10 @@ def _dit_kind(header: dict[str, dict]) -> CheckpointKind | None:
     for prefix in _DIT_PREFIXES:
         if prefix + _FLUX1_KEY in header:
             if prefix + _FLUX2_KEY in header:
-                return CheckpointKind(format_family("Flux2", 128), False)
-            return CheckpointKind(format_family("Flux", 16), False)
+                return CheckpointKind(KLEIN, False)
+            return CheckpointKind(FLUX1, False)
         if prefix + _LUMINA2_KEY in header:
-            return CheckpointKind(format_family("Flux", 16), False)
-        for key, name in _OTHER_DITS.items():
-            if prefix + key in header:
-                return CheckpointKind(format_family(name, 16), False)
+            return CheckpointKind(FLUX1, False)
+        if any(prefix + key in header for key in _WAN21_KEYS):
+            return CheckpointKind(WAN21, False)
     return None
-
-
-def _unsupported(name: str, channels: int) -> Family:
-    what, layout = OTHER_FORMATS.get(name, (f"the {name} latent space", ""))
-    shape = f"{channels} channels" + (", 5-D [B, C, T, H, W]" if layout == VIDEO else "")
-    return Family(
-        f"{name}/{channels}",
-        f"{what} ({shape})",
-        layout=layout,
-        why=f"samples in {what} ({shape}), which no interposer converts (supported: SD1.x/2.x, SDXL, SD3, the "
-        "FLUX.1 family: FLUX.1, Chroma, Z-Image, Lumina 2 / Neta Lumina; and FLUX.2: Klein, Mugen)",
-    )

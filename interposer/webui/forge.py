@@ -22,9 +22,159 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..spaces import SPACES
+from .a1111 import A1111_SAMPLERS, family_from_flags
 from .adapter import Webui
-from .families import Family, family_from_flags, family_from_latent_format
-from .samplers import FORGE_SAMPLERS, NEO_SAMPLERS
+from .families import FLUX1, KLEIN, MUGEN, WAN21, Family, unsupported
+from .samplers import (
+    LMS_KEEPS,
+    LMS_REFUSED,
+    MIDPOINT,
+    PAST_DERIVATIVES,
+    UNIPC_REFUSED,
+    SamplerSupport,
+    SamplerTable,
+)
+
+# How close the webui's factors must be to the package's to count as the same space (they are written with
+# 4-5 significant digits everywhere; a real mismatch is a different VAE, off by far more).
+FACTOR_TOLERANCE = 1e-4
+
+# huggingface_guess/latent.py's classes (Neo 2.26; lllyasviel's Forge has the first four): the channels the webui's
+# tensor has, and the family. Anything else is a family without an interposer, named after its class.
+LATENT_FORMATS: dict[str, tuple[int, Family]] = {
+    "SD15": (4, Family.of_space(SPACES["v1"])),
+    "SDXL": (4, Family.of_space(SPACES["xl"])),
+    "SD3": (16, Family.of_space(SPACES["v3"])),
+    "Flux": (16, FLUX1),  # FLUX.1, Chroma, Z-Image, Lumina 2 / Neta Lumina
+    "Flux2": (128, KLEIN),  # FLUX.2 Klein, ERNIE-Image: packed 2x2
+    "SDXL_Flux2": (32, MUGEN),  # Mugen: the same latent unpacked
+    "Wan21": (16, WAN21),  # Wan, Qwen-Image, Anima, Krea 2: [B, 16, T, H, W]
+    "RGB": (3, unsupported("RGB", 3, "pixel space (PiD)")),
+}
+
+
+def family_from_latent_format(sd_model: Any) -> Family | None:
+    """The Forges' reading: ``model_config.latent_format`` decides the family, and the factors the webui applies
+    (the VAE's ``scaling_factor``/``shift_factor`` where it has them, else the format's) must be the package's.
+
+    A mismatch is refused rather than converted: latents scaled by other factors come from another VAE, and the
+    interposer would turn them into garbage. ``None``: the model has no ``latent_format`` at all."""
+    fmt = getattr(getattr(sd_model, "model_config", None), "latent_format", None)
+    if fmt is None:
+        return None
+    family = format_family(type(fmt).__name__, int(getattr(fmt, "latent_channels", 4) or 4))
+    space = family.space
+    if space is None or space.name == "f2":
+        return family  # f2: normalised by the VAE's own BatchNorm, process_in applies no factor
+    scale, shift = _applied_factors(sd_model, fmt)
+    if abs(scale - space.scale) > FACTOR_TOLERANCE or abs(shift - space.shift) > FACTOR_TOLERANCE:
+        return Family(
+            space.name,
+            space.label,
+            why=f"scales its {space.label} latents by {scale:g} (shift {shift:g}), but the "
+            f"interposer's {space.name} latents are scaled by {space.scale:g} (shift {space.shift:g}): its VAE is "
+            "not the family's, so its latents cannot be converted",
+            layout=family.layout,
+        )
+    return family
+
+
+def format_family(name: str, channels: int) -> Family:
+    """The family of a Forge latent format (class name and the channels it declares)."""
+    known = LATENT_FORMATS.get(name)
+    if known is None or known[0] != channels:
+        return unsupported(name, channels)
+    return known[1]
+
+
+def _applied_factors(sd_model: Any, fmt: Any) -> tuple[float, float]:
+    """The scale and shift the webui applies to this model's VAE latents (Neo: the VAE config's; else the
+    latent format's)."""
+    vae = getattr(getattr(getattr(sd_model, "forge_objects", None), "vae", None), "first_stage_model", None)
+    scale = getattr(vae, "scaling_factor", None)
+    shift = getattr(vae, "shift_factor", None)
+    if not isinstance(scale, (int, float)):
+        scale = getattr(fmt, "scale_factor", 1.0)
+        shift = getattr(fmt, "shift_factor", 0.0)
+    return float(scale), float(shift if isinstance(shift, (int, float)) else 0.0)
+
+
+# Forge Neo (3df257a): every sampler of modules/sd_samplers.all_samplers, from the vendored k-diffusion's update rules
+# (modules_forge/packages/k_diffusion/sampling.py, ComfyUI v0.3.75) and Neo's timesteps and CFG++ samplers.
+NEO_SAMPLERS = SamplerTable(
+    webui="Forge Neo",
+    samplers={
+        "DPM++ 2M": SamplerSupport("x; the previous call's estimate old_denoised"),
+        "DPM++ SDE": SamplerSupport("x, Brownian-tree noise; on the midpoint call also the step's main x", MIDPOINT),
+        "DPM++ 2M SDE": SamplerSupport("x, the previous call's estimate old_denoised, Brownian-tree noise"),
+        "DPM++ 3M SDE": SamplerSupport("x, the estimates of the two previous calls, Brownian-tree noise"),
+        "DPM++ 2s a RF": SamplerSupport("x; on the midpoint call also the step's main x", MIDPOINT),
+        "Euler a": SamplerSupport("x only"),
+        "Euler": SamplerSupport("x only"),
+        "ER SDE": SamplerSupport(
+            "x, the previous call's estimate old_denoised and the rate of change of the last two estimates",
+            "old_denoised_d",
+            "it keeps the rate of change of its last two estimates (old_denoised_d), computed inside the sampler in "
+            "the old latent space, and adds it to the next step; it cannot be reached to convert it",
+        ),
+        "LCM": SamplerSupport("x only (the estimate plus fresh noise, in a new tensor)"),
+        "LMS": SamplerSupport(LMS_KEEPS, "its past derivatives", LMS_REFUSED),
+        "Heun": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", MIDPOINT),
+        "DPM2": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", MIDPOINT),
+        "Res Multistep": SamplerSupport("x; the previous call's estimate old_denoised"),
+        "Kohaku LoNyu Yog": SamplerSupport(
+            "x; within a step of the first half (3 calls at one sigma: x, -x, a midpoint) the step's main x and the "
+            "derivatives of the first two calls",
+            MIDPOINT,
+            refused_by_steps="its steps in the first half make three model calls at one sigma, the second on the "
+            "negated latent; a switch by step count can fall on the second or third, whose derivatives stay in the "
+            "old latent space",
+        ),
+        "Restart": SamplerSupport(
+            "x; on a Heun step's second call also the step's main x and its derivative d; restart noise", MIDPOINT
+        ),
+        "UniPC": SamplerSupport(
+            "its own corrected state and past x0 predictions", "its corrected state", UNIPC_REFUSED
+        ),
+        "DDIM": SamplerSupport("x only (eps is used within the call)"),
+        "PLMS": SamplerSupport(
+            "x and up to 3 past eps (model outputs); in its first step also the step's main x",
+            "in its first step, the step's main x",
+        ),
+        "DPM++ 2M CFG++": SamplerSupport(
+            "x; the previous call's unconditional estimate",
+            "the previous unconditional estimate",
+            "it keeps the previous step's unconditional estimate, which Neo hands to the sampler inside the CFG "
+            "function (not through the denoiser), so the interposer cannot reach it",
+        ),
+        "Euler a CFG++": SamplerSupport("x only (the unconditional estimate is used within the call)"),
+        "Euler CFG++": SamplerSupport("x only (the unconditional estimate is used within the call)"),
+    },
+    aliases={"Flux Realistic": "DPM++ 2s a RF"},  # its name with Neo's "forbidden knowledge" setting
+    convertible="Euler, Euler a, DPM++ 2M, DPM++ SDE, DPM++ 3M SDE, Res Multistep or DDIM",
+    restart_safe="Euler, Euler a, DPM++ 2M, DPM++ 2M SDE, DPM++ 3M SDE, Res Multistep, LCM, DDIM, Euler CFG++ or "
+    "Euler a CFG++",
+)
+
+
+# lllyasviel's Forge (f2, dfdcbab): A1111 1.10.1's samplers (same update rules) plus its own four k-diffusion ones and
+# DDPM (modules/sd_samplers_kdiffusion.py, modules_forge/alter_samplers.py).
+FORGE_SAMPLERS = SamplerTable(
+    webui="lllyasviel's Forge",
+    samplers={
+        **A1111_SAMPLERS.samplers,
+        "HeunPP2": SamplerSupport(
+            "x; on a step's later calls (up to 3) the step's main x and the derivatives of its earlier calls", MIDPOINT
+        ),
+        "IPNDM": SamplerSupport("x and up to 3 past derivatives", "its past derivatives", PAST_DERIVATIVES),
+        "IPNDM_V": SamplerSupport("x and up to 3 past derivatives", "its past derivatives", PAST_DERIVATIVES),
+        "DEIS": SamplerSupport("x and up to 3 past derivatives", "its past derivatives", PAST_DERIVATIVES),
+        "DDPM": SamplerSupport("x only"),
+    },
+    convertible=A1111_SAMPLERS.convertible,
+    restart_safe=A1111_SAMPLERS.restart_safe,
+)
 
 # Neo's cond caches: first-pass (StableDiffusionProcessing) and hires (Txt2Img) ones.
 COND_CACHES = ("cached_c", "cached_uc", "cached_hr_c", "cached_hr_uc")

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..directions import Direction
 from ..errors import InterposerError, WeightsNotFoundError
 from .options import AUTO, LEARNED_UPSCALE_MODE
-from .samplers import RefinerSwitchError, inpainting_refusal, refusal_for
+from .samplers import RefinerSwitchError, switch_refusal
 
 
 class HiresModulesError(InterposerError, RuntimeError):
@@ -130,7 +129,7 @@ def refiner_refusal(generation: Any) -> str | None:
     """The refusal a refiner switch of this generation will meet, if that is known before the first pass.
 
     Known: the loaded base model, the hires and refiner checkpoints, the samplers and which pass the switch
-    happens in (A1111's ``hires_fix_refiner_pass``; Forge Neo never switches inside hires fix)."""
+    happens in (:meth:`.adapter.Webui.hires_refiner_pass`; Forge Neo never switches inside hires fix)."""
     p, webui = generation.p, generation.webui
     refiner = getattr(p, "refiner_checkpoint_info", None)
     switch_at = getattr(p, "refiner_switch_at", None)
@@ -140,7 +139,7 @@ def refiner_refusal(generation: Any) -> str | None:
     hires = has_hires_pass(p)
     if hires and not webui.refiner_in_hires:
         return None  # the webui runs no refiner with hires fix
-    which = str(generation.option("hires_fix_refiner_pass", "second pass")) if hires else "first pass"
+    which = webui.hires_refiner_pass(generation.option) if hires else "first pass"
     target = webui.checkpoint(refiner, base)
     passes = []  # the checkpoint each switching pass runs on, and its sampler
     first_switches = which in ("first pass", "both passes") and not (
@@ -156,40 +155,13 @@ def refiner_refusal(generation: Any) -> str | None:
         else:
             hires_checkpoint = webui.checkpoint(hires_info, base)
         passes.append((hires_checkpoint, sampler))
-    by_steps = webui.switches_by_steps(generation.option)
     for current, sampler in passes:
         if current.filename == target.filename:
             continue  # the refiner is already the loaded model in that pass: the webui does not switch
         if current.family is None or target.family is None or current.family.same_as(target.family):
             continue  # not known to cross families
-        if current.family.space is None or target.family.space is None:
-            unsupported, title = (current, current.title) if current.family.space is None else (target, target.title)
-            return (
-                f"Latent Interposer: {title!r} {unsupported.family.why}; the refiner switch from "
-                f"{current.family.description} to {target.family.description} cannot be converted. Use a refiner "
-                "of the base model's family."
-            )
-        if current.family.layout != target.family.layout:
-            return (
-                f"Latent Interposer: the refiner switch from {current.family.description} to "
-                f"{target.family.description} changes how the sampler's tensor holds the latents, which a running "
-                f"sampler cannot follow. Use hires fix with {target.title!r} as the Hires checkpoint instead."
-            )
-        modules = webui.first_pass_modules(generation.option)
-        if modules:
-            return (
-                f"Latent Interposer: the refiner {target.title!r} ({target.family.description}) would be loaded with "
-                f"the first pass's VAE / text-encoder files ({', '.join(_basenames(modules))}), which belong to "
-                f"{current.family.description}: {webui.name} gives a refiner the first pass's files. Use hires fix "
-                f"with {target.title!r} as the Hires checkpoint instead (it gets its own VAE and text encoders), or a "
-                "refiner of the base model's family."
-            )
-        dirn = Direction(current.family.space, target.family.space)
-        refusal = webui.refiner_refusal(generation.option) or refusal_for(
-            webui.samplers, sampler, generation.options.refiner_strategy, dirn, by_steps
-        )
-        if refusal is None and (current.image_conditioned or target.image_conditioned):
-            refusal = inpainting_refusal(current.title, target.title)
+        refusal = switch_refusal(webui, generation.option, generation.options.refiner_strategy, current, target,
+                                 sampler)  # fmt: skip
         if refusal is not None:
             return refusal
     return None

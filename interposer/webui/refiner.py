@@ -53,8 +53,8 @@ import torch
 
 from ..directions import Direction
 from . import attached
-from .families import Family, checkpoint_filename, model_title
-from .samplers import RefinerSwitchError, inpainting_refusal, refusal_for
+from .families import Checkpoint
+from .samplers import RefinerSwitchError, switch_refusal
 
 _MARK = "__latent_interposer_refiner__"
 _CURRENT: contextvars.ContextVar = contextvars.ContextVar("latent_interposer_refiner_call", default=None)
@@ -115,10 +115,6 @@ class RefinerHook:
             self.samplers_common.apply_refiner = self._originals["apply_refiner"]
         self._originals = {}
 
-    @property
-    def installed(self) -> bool:
-        return getattr(self.denoiser_class.forward, _MARK, None) is self
-
     def _forward_wrapper(self, original: Callable) -> Callable:
         def forward(denoiser, x, sigma, *args, **kwargs):
             generation = _generation(getattr(denoiser, "p", None))
@@ -151,7 +147,7 @@ class RefinerHook:
                 return original(cfg_denoiser, *args, **kwargs)
             webui = generation.webui
             # Read now: the webui loads a same-config refiner's weights into this very model object.
-            before = ModelFacts.of(p.sd_model, webui)
+            before = Checkpoint.of_model(p.sd_model, webui)
             other = before.filename != getattr(p.refiner_checkpoint_info, "filename", None)
             if other:
                 webui.forget_cached_conds(p)  # the webui computes the refiner's conds at the switch
@@ -163,7 +159,7 @@ class RefinerHook:
                 with generation.one_line_errors():
                     carry_across_switch(generation, cfg_denoiser, call[1], call[2], before, _switch_input(args, call))
             elif not generation.options.enabled:
-                after = ModelFacts.of(p.sd_model, webui)
+                after = Checkpoint.of_model(p.sd_model, webui)
                 source = generation.family or before.family
                 if source is not None and after.family is not None and not source.same_as(after.family):
                     generation.say_unconverted(source, after.family, "refiner switch")
@@ -195,35 +191,17 @@ def _unwrap(function: Callable) -> Callable:
     return function
 
 
-@dataclass(frozen=True)
-class ModelFacts:
-    """What the switch needs to know about a loaded model, copied out of it.
-
-    A1111 loads a checkpoint with the loaded model's config into the *same* model object, so a reference
-    to "the base model" taken before ``reload_model_weights`` describes the refiner afterwards."""
-
-    family: Family | None
-    title: str
-    filename: str | None
-    image_conditioned: bool
-
-    @staticmethod
-    def of(model: Any, webui: Any) -> ModelFacts:
-        return ModelFacts(webui.family(model), model_title(model), checkpoint_filename(model),
-                          webui.image_conditioned(model))  # fmt: skip
-
-
 def sampler_name_of(denoiser: Any) -> str | None:
     return getattr(getattr(getattr(denoiser, "sampler", None), "config", None), "name", None)
 
 
 def carry_across_switch(
-    generation, denoiser, x: torch.Tensor, sigma: torch.Tensor, before: ModelFacts, switch_input=None
+    generation, denoiser, x: torch.Tensor, sigma: torch.Tensor, before: Checkpoint, switch_input=None
 ) -> None:
     """The refiner was just loaded: move the sampler's state into its latent space, in place (and the scaled copy
     of it the webui hands the refiner's first call, ``switch_input``, if there is one)."""
     p = denoiser.p
-    after = ModelFacts.of(p.sd_model, generation.webui)
+    after = Checkpoint.of_model(p.sd_model, generation.webui)
     source = generation.family or before.family
     target = after.family
     if source is None or target is None:
@@ -236,23 +214,13 @@ def carry_across_switch(
     if source.same_as(target):
         generation.family = target
         return
-    if source.space is None or target.space is None:
-        unsupported, title = (source, before.title) if source.space is None else (target, after.title)
-        raise RefinerSwitchError(
-            f"Latent Interposer: {title!r} {unsupported.why}; the refiner switch from {source.description} to "
-            f"{target.description} cannot be converted. Use a refiner of the base model's family."
-        )
-    dirn = Direction(source.space, target.space)
     strategy = generation.options.refiner_strategy
     webui = generation.webui
-    by_steps = webui.switches_by_steps(generation.option)
-    refusal = webui.refiner_refusal(generation.option) or refusal_for(
-        webui.samplers, sampler_name_of(denoiser), strategy, dirn, by_steps
-    )
-    if refusal is None and (before.image_conditioned or after.image_conditioned):
-        refusal = inpainting_refusal(before.title, after.title)
+    current = Checkpoint(source, before.image_conditioned, before.filename, before.title)
+    refusal = switch_refusal(webui, generation.option, strategy, current, after, sampler_name_of(denoiser))
     if refusal is not None:
         raise RefinerSwitchError(refusal)
+    dirn = Direction(source.space, target.space)
 
     calls: list[_Call] = list(denoiser.__dict__.get(_HISTORY) or ())
     alphas = webui.timestep_alphas(denoiser)  # the timesteps samplers' (DDIM, PLMS): their model returns eps

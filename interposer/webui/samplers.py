@@ -1,9 +1,11 @@
-"""What each webui's samplers keep across a refiner switch, and the refusals that follow from it.
+"""What a sampler keeps across a refiner switch, and the refusals that follow from it (for every webui).
 
 A refiner switch happens inside a running sampler, so everything the sampler keeps from the base model's
-calls is in the base model's latent space. Each table has one entry per sampler the webui lists, written
-from its update rule (see :mod:`.refiner` for the three kinds of state and how each is converted). A sampler
-missing from the table is refused: the interposer cannot know that none of its state stays behind.
+calls is in the base model's latent space. Each webui's adapter has a :class:`SamplerTable` with one entry per
+sampler it lists, written from its update rule (see :mod:`.refiner` for the three kinds of state and how each is
+converted); the descriptions several tables share are here. A sampler missing from its table is refused: the
+interposer cannot know that none of its state stays behind. :func:`switch_refusal` is the one decision about a
+switch between two checkpoints, made before sampling (:mod:`.preflight`) and at the switch (:mod:`.refiner`).
 """
 
 from __future__ import annotations
@@ -94,140 +96,22 @@ def inpainting_refusal(base_title: str, refiner_title: str) -> str:
     )
 
 
-_MIDPOINT = "on a step's later model call, the step's main x (and the noise estimate taken from it)"
+MIDPOINT = "on a step's later model call, the step's main x (and the noise estimate taken from it)"
 
-_LMS_KEEPS = "x and the derivatives (x - D) / sigma of up to 4 past steps"
-_LMS = (
+LMS_KEEPS = "x and the derivatives (x - D) / sigma of up to 4 past steps"
+LMS_REFUSED = (
     "it keeps the derivatives of up to four past steps, computed inside the sampler from the base model's outputs, "
     "and extrapolates them into the next steps with weights up to 59/24; they cannot be reached to restart them for "
     "the refiner"
 )
-_UNIPC = (
+UNIPC_REFUSED = (
     "it evaluates the model at a predicted state but continues from its own corrected state and its own list of past "
     "x0 predictions, which never pass through the webui's denoiser, so they stay in the old latent space"
 )
 
-# AUTOMATIC1111 1.10.1: every sampler of modules/sd_samplers.all_samplers.
-A1111_SAMPLERS = SamplerTable(
-    webui="AUTOMATIC1111 1.10.1",
-    samplers={
-        "DPM++ 2M": SamplerSupport("x; the previous call's estimate old_denoised"),
-        "DPM++ SDE": SamplerSupport("x, Brownian-tree noise; on the midpoint call also the step's main x", _MIDPOINT),
-        "DPM++ 2M SDE": SamplerSupport("x, the previous call's estimate old_denoised, Brownian-tree noise"),
-        "DPM++ 2M SDE Heun": SamplerSupport("x, the previous call's estimate old_denoised, Brownian-tree noise"),
-        "DPM++ 2S a": SamplerSupport("x; on the midpoint call also the step's main x", _MIDPOINT),
-        "DPM++ 3M SDE": SamplerSupport("x, the estimates of the two previous calls, Brownian-tree noise"),
-        "Euler a": SamplerSupport("x only"),
-        "Euler": SamplerSupport("x only"),
-        "LMS": SamplerSupport(_LMS_KEEPS, "its past derivatives", _LMS),
-        "Heun": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", _MIDPOINT),
-        "DPM2": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", _MIDPOINT),
-        "DPM2 a": SamplerSupport(
-            "x; on the step's second call also the step's main x and its derivative d", _MIDPOINT
-        ),
-        "DPM fast": SamplerSupport(
-            "x; within a step (up to 3 calls) the step's main x and the stages' eps", _MIDPOINT
-        ),
-        "DPM adaptive": SamplerSupport(
-            "x, the previous accepted low-order state x_prev, the step-size controller's past errors",
-            "x_prev",
-            "it sizes its steps by comparing against its previous accepted state and its controller's past errors, "
-            "computed inside the solver in the old latent space and never passed through the webui's denoiser",
-        ),
-        "Restart": SamplerSupport(
-            "x; on a Heun step's second call also the step's main x and its derivative d; restart noise", _MIDPOINT
-        ),
-        "DDIM": SamplerSupport("x only (eps is used within the call)"),
-        "DDIM CFG++": SamplerSupport("x only (eps and the unconditional eps are used within the call)"),
-        "PLMS": SamplerSupport(
-            "x and up to 3 past eps (model outputs); in its first step also the step's main x",
-            "in its first step, the step's main x",
-        ),
-        "UniPC": SamplerSupport("its own corrected state and past x0 predictions", "its corrected state", _UNIPC),
-        "LCM": SamplerSupport("x only (the previous estimate plus fresh noise, in the same tensor)"),
-    },
-    convertible="Euler, Euler a, DPM++ 2M, DPM++ SDE, DPM++ 3M SDE or DDIM",
-    restart_safe="Euler, Euler a, DPM++ 2M, DPM++ 2M SDE, DPM++ 2M SDE Heun, DPM++ 3M SDE, DDIM, DDIM CFG++ or LCM",
-)
-
-
-# Forge Neo (3df257a): every sampler of modules/sd_samplers.all_samplers, from the vendored k-diffusion's update rules
-# (modules_forge/packages/k_diffusion/sampling.py, ComfyUI v0.3.75) and Neo's timesteps and CFG++ samplers.
-NEO_SAMPLERS = SamplerTable(
-    webui="Forge Neo",
-    samplers={
-        "DPM++ 2M": SamplerSupport("x; the previous call's estimate old_denoised"),
-        "DPM++ SDE": SamplerSupport("x, Brownian-tree noise; on the midpoint call also the step's main x", _MIDPOINT),
-        "DPM++ 2M SDE": SamplerSupport("x, the previous call's estimate old_denoised, Brownian-tree noise"),
-        "DPM++ 3M SDE": SamplerSupport("x, the estimates of the two previous calls, Brownian-tree noise"),
-        "DPM++ 2s a RF": SamplerSupport("x; on the midpoint call also the step's main x", _MIDPOINT),
-        "Euler a": SamplerSupport("x only"),
-        "Euler": SamplerSupport("x only"),
-        "ER SDE": SamplerSupport(
-            "x, the previous call's estimate old_denoised and the rate of change of the last two estimates",
-            "old_denoised_d",
-            "it keeps the rate of change of its last two estimates (old_denoised_d), computed inside the sampler in "
-            "the old latent space, and adds it to the next step; it cannot be reached to convert it",
-        ),
-        "LCM": SamplerSupport("x only (the estimate plus fresh noise, in a new tensor)"),
-        "LMS": SamplerSupport(_LMS_KEEPS, "its past derivatives", _LMS),
-        "Heun": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", _MIDPOINT),
-        "DPM2": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", _MIDPOINT),
-        "Res Multistep": SamplerSupport("x; the previous call's estimate old_denoised"),
-        "Kohaku LoNyu Yog": SamplerSupport(
-            "x; within a step of the first half (3 calls at one sigma: x, -x, a midpoint) the step's main x and the "
-            "derivatives of the first two calls",
-            _MIDPOINT,
-            refused_by_steps="its steps in the first half make three model calls at one sigma, the second on the "
-            "negated latent; a switch by step count can fall on the second or third, whose derivatives stay in the "
-            "old latent space",
-        ),
-        "Restart": SamplerSupport(
-            "x; on a Heun step's second call also the step's main x and its derivative d; restart noise", _MIDPOINT
-        ),
-        "UniPC": SamplerSupport("its own corrected state and past x0 predictions", "its corrected state", _UNIPC),
-        "DDIM": SamplerSupport("x only (eps is used within the call)"),
-        "PLMS": SamplerSupport(
-            "x and up to 3 past eps (model outputs); in its first step also the step's main x",
-            "in its first step, the step's main x",
-        ),
-        "DPM++ 2M CFG++": SamplerSupport(
-            "x; the previous call's unconditional estimate",
-            "the previous unconditional estimate",
-            "it keeps the previous step's unconditional estimate, which Neo hands to the sampler inside the CFG "
-            "function (not through the denoiser), so the interposer cannot reach it",
-        ),
-        "Euler a CFG++": SamplerSupport("x only (the unconditional estimate is used within the call)"),
-        "Euler CFG++": SamplerSupport("x only (the unconditional estimate is used within the call)"),
-    },
-    aliases={"Flux Realistic": "DPM++ 2s a RF"},  # its name with Neo's "forbidden knowledge" setting
-    convertible="Euler, Euler a, DPM++ 2M, DPM++ SDE, DPM++ 3M SDE, Res Multistep or DDIM",
-    restart_safe="Euler, Euler a, DPM++ 2M, DPM++ 2M SDE, DPM++ 3M SDE, Res Multistep, LCM, DDIM, Euler CFG++ or "
-    "Euler a CFG++",
-)
-
-
-_PAST_DERIVATIVES = (
+PAST_DERIVATIVES = (
     "it keeps up to three past derivatives (x - D) / t, computed inside the sampler from the base model's outputs, "
     "and extrapolates them into the next steps; they cannot be reached to convert them"
-)
-
-# lllyasviel's Forge (f2, dfdcbab): A1111 1.10.1's samplers (same update rules) plus its own four k-diffusion ones and
-# DDPM (modules/sd_samplers_kdiffusion.py, modules_forge/alter_samplers.py).
-FORGE_SAMPLERS = SamplerTable(
-    webui="lllyasviel's Forge",
-    samplers={
-        **A1111_SAMPLERS.samplers,
-        "HeunPP2": SamplerSupport(
-            "x; on a step's later calls (up to 3) the step's main x and the derivatives of its earlier calls", _MIDPOINT
-        ),
-        "IPNDM": SamplerSupport("x and up to 3 past derivatives", "its past derivatives", _PAST_DERIVATIVES),
-        "IPNDM_V": SamplerSupport("x and up to 3 past derivatives", "its past derivatives", _PAST_DERIVATIVES),
-        "DEIS": SamplerSupport("x and up to 3 past derivatives", "its past derivatives", _PAST_DERIVATIVES),
-        "DDPM": SamplerSupport("x only"),
-    },
-    convertible=A1111_SAMPLERS.convertible,
-    restart_safe=A1111_SAMPLERS.restart_safe,
 )
 
 
@@ -236,3 +120,36 @@ def refusal_for(
 ) -> str | None:
     """Every refusal a refiner switch of ``dirn`` meets before its sampler state is looked at."""
     return channel_refusal(dirn) or table.refusal(sampler_name, strategy, dirn, by_steps)
+
+
+def switch_refusal(webui, option, strategy: str, current, target, sampler: str | None) -> str | None:
+    """Why the refiner switch from checkpoint ``current`` to ``target`` (:class:`.families.Checkpoint`, families
+    known and different) cannot be carried across with ``sampler`` and ``strategy``; ``None``: it can."""
+    if current.family.space is None or target.family.space is None:
+        unsupported, title = (current, current.title) if current.family.space is None else (target, target.title)
+        return (
+            f"Latent Interposer: {title!r} {unsupported.family.why}; the refiner switch from "
+            f"{current.family.description} to {target.family.description} cannot be converted. Use a refiner "
+            "of the base model's family."
+        )
+    if current.family.layout != target.family.layout:
+        return (
+            f"Latent Interposer: the refiner switch from {current.family.description} to "
+            f"{target.family.description} changes how the sampler's tensor holds the latents, which a running "
+            f"sampler cannot follow. Use hires fix with {target.title!r} as the Hires checkpoint instead."
+        )
+    modules = webui.first_pass_modules(option)
+    if modules:
+        names = ", ".join(str(m).replace("\\", "/").rsplit("/", 1)[-1] for m in modules)
+        return (
+            f"Latent Interposer: the refiner {target.title!r} ({target.family.description}) would be loaded with "
+            f"the first pass's VAE / text-encoder files ({names}), which belong to {current.family.description}: "
+            f"{webui.name} gives a refiner the first pass's files. Use hires fix with {target.title!r} as the Hires "
+            "checkpoint instead (it gets its own VAE and text encoders), or a refiner of the base model's family."
+        )
+    dirn = Direction(current.family.space, target.family.space)
+    by_steps = webui.switches_by_steps(option)
+    refusal = webui.refiner_refusal(option) or refusal_for(webui.samplers, sampler, strategy, dirn, by_steps)
+    if refusal is None and (current.image_conditioned or target.image_conditioned):
+        refusal = inpainting_refusal(current.title, target.title)
+    return refusal
