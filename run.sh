@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The two commands a newcomer needs (Linux/macOS; see docs/development.md for Windows):
 #   ./run.sh demo   set up .venv, then run the compare demo on the bundled image (downloads weights)
-#   ./run.sh test   set up .venv with the dev tools, then lint and run the test suite
+#   ./run.sh test   set up .venv with the dev tools, then lint (ruff check, ruff format --check) and run the tests
 # Extra arguments go to the demo (python -m interposer compare ...) or to pytest.
 # Torch: an importable torch in .venv is kept; otherwise torch==$TORCH_VERSION is installed from PyPI
 # (or from $TORCH_INDEX_URL, e.g. https://download.pytorch.org/whl/cu124 for a CUDA build on Windows).
@@ -44,6 +44,7 @@ case "${1:-}" in
     setup requirements-dev.txt
     py="$(venv_python)"
     "$py" -m ruff check .
+    "$py" -m ruff format --check .
     "$py" tests/fetch_taesd.py || true  # the tiny VAEs some tests need, when no folder has them (one quick try)
     set +e
     "$py" -m pytest "$@"

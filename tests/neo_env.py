@@ -111,7 +111,6 @@ def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Pat
     from modules.options import OptionInfo
     from modules_forge import forge_version, main_entry
 
-
     shared.state.interrupted = False
     shared.state.skipped = False
     sd_models.checkpoints_list.clear()

@@ -117,12 +117,21 @@ def test_policies_at_a_scale_no_file_has(weights, images, tmp_path):
 @pytest.mark.parametrize(
     "given, extra, expected",
     [
-        (["latent-upscaler-lsq_SDv1-x1.5.safetensors", "latent-upscaler-lsq_SDv1-x2.0.safetensors"], [],
-         "Two v1 upscalers given"),
-        (["latent-upscaler-lsq_SDv1-x1.5.safetensors", "latent-upscaler-lsq_SDxl-x2.0.safetensors"], [],
-         "different factors"),
-        (["latent-upscaler-lsq_SDv1-x2.0.safetensors", "latent-upscaler-lsq_SDxl-x2.0.safetensors"], [],
-         "--direction SRC-to-DST"),
+        (
+            ["latent-upscaler-lsq_SDv1-x1.5.safetensors", "latent-upscaler-lsq_SDv1-x2.0.safetensors"],
+            [],
+            "Two v1 upscalers given",
+        ),
+        (
+            ["latent-upscaler-lsq_SDv1-x1.5.safetensors", "latent-upscaler-lsq_SDxl-x2.0.safetensors"],
+            [],
+            "different factors",
+        ),
+        (
+            ["latent-upscaler-lsq_SDv1-x2.0.safetensors", "latent-upscaler-lsq_SDxl-x2.0.safetensors"],
+            [],
+            "--direction SRC-to-DST",
+        ),
         ([XL_V1.filename("lsq"), XL_V1.filename("lsq")], [], "Give one interposer"),
         (["latent-upscaler-lsq_SDv1-x2.0.safetensors"], ["--policies", "nearest"], "--policies takes one folder"),
     ],

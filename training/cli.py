@@ -310,10 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-scale", type=float, default=0.5, help="crops come from the image scaled by [min, 1]")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--max-side", type=int, default=1024, help="downscale images to this longer side first")
-    p.add_argument("--holdout", type=int, default=0,
-                   help="images per folder to keep out of training for eval (seeded pick)")
-    p.add_argument("--factors", type=float, nargs="+", metavar="F",
-                   help="also encode each crop downscaled by these factors: upscaler training pairs (e.g. 1.5 2)")
+    p.add_argument(
+        "--holdout", type=int, default=0, help="images per folder to keep out of training for eval (seeded pick)"
+    )
+    p.add_argument(
+        "--factors",
+        type=float,
+        nargs="+",
+        metavar="F",
+        help="also encode each crop downscaled by these factors: upscaler training pairs (e.g. 1.5 2)",
+    )
     p.add_argument("--rgb", action="store_true", help="also keep the crops (uint8) for image-space losses")
     p.add_argument("--holdout-crops", type=int, default=2, help="crops per held-out image for validation losses")
     p.add_argument("--seed", type=int, default=0)
@@ -358,8 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an exported weights file, a run folder or a checkpoint; for upscaling: the upscaler(s), and "
                    "across families the interposer and/or a convert-and-upscale network")  # fmt: skip
     p.add_argument("--factor", type=float, help="upscaling evaluation at this factor (default: the upscaler's)")
-    p.add_argument("--policies", nargs="+", choices=("nearest", "at-least", "at-most"),
-                   help="score these upscale policies at --factor, from one folder of upscalers (--tag)")
+    p.add_argument(
+        "--policies",
+        nargs="+",
+        choices=("nearest", "at-least", "at-most"),
+        help="score these upscale policies at --factor, from one folder of upscalers (--tag)",
+    )
     p.add_argument("--tag", help="with --policies: the version tag of the upscaler files in the folder")
     p.add_argument("--data", help="encoded data: its held-out images, its VAEs, and the linear map's fit")
     p.add_argument("--images", action="extend", nargs="+", metavar="DIR",

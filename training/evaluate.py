@@ -335,6 +335,7 @@ Panels = list[tuple[str, torch.Tensor | None]]
 
 def shrink_panels(panels: Panels, side: int = 256) -> Panels:
     """Grid panels no larger than ``side`` (area downscaling), ``None`` panels kept."""
+
     def shrink(t: torch.Tensor) -> torch.Tensor:
         h, w = t.shape[-2:]
         ratio = side / max(h, w)

@@ -351,8 +351,13 @@ class LatentLoss:
 
 @torch.no_grad()
 def validate(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 16, *,
-    decoder=None, rgb: torch.Tensor | None = None,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    chunk: int = 16,
+    *,
+    decoder=None,
+    rgb: torch.Tensor | None = None,
 ) -> tuple[float, float | None]:
     """Mean raw L1 on held-out latents (eval mode: BatchNorm running statistics, no dropout) and,
     with a decoder and the held-out crops, the mean PSNR (dB) of the decoded prediction."""
@@ -618,13 +623,15 @@ def train(
         linear_note = "no held-out data"
         if val_linear is not None:
             linear_note = f"linear map val l1 {val_linear:.4f}" + (
-                f", val PSNR {val_psnr_linear:.2f} dB" if val_psnr_linear is not None else "")
+                f", val PSNR {val_psnr_linear:.2f} dB" if val_psnr_linear is not None else ""
+            )
         print(
             f"{spec.name} ({spec.kind}): {len(src)} training crops, {0 if holdout is None else len(val_x)} held-out; "
             f"{sum(p.numel() for p in model.parameters()):,} parameters ({layout}"
             f"{', warm start: least squares' if cfg.warm_start == 'linear' else ''}) on {device}"
             f"{f' x {world.size} processes' if world.size > 1 else ''}, {precision}"
-            + (f" ({machine['cpu']})" if machine["cpu"] else "") + f"; {linear_note}",
+            + (f" ({machine['cpu']})" if machine["cpu"] else "")
+            + f"; {linear_note}",
             flush=True,
         )
     bar = tqdm(total=total, initial=step, desc=spec.name, unit="step", disable=not progress or not world.main,

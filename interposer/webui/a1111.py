@@ -57,12 +57,8 @@ A1111_SAMPLERS = SamplerTable(
         "LMS": SamplerSupport(LMS_KEEPS, "its past derivatives", LMS_REFUSED),
         "Heun": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", MIDPOINT),
         "DPM2": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", MIDPOINT),
-        "DPM2 a": SamplerSupport(
-            "x; on the step's second call also the step's main x and its derivative d", MIDPOINT
-        ),
-        "DPM fast": SamplerSupport(
-            "x; within a step (up to 3 calls) the step's main x and the stages' eps", MIDPOINT
-        ),
+        "DPM2 a": SamplerSupport("x; on the step's second call also the step's main x and its derivative d", MIDPOINT),
+        "DPM fast": SamplerSupport("x; within a step (up to 3 calls) the step's main x and the stages' eps", MIDPOINT),
         "DPM adaptive": SamplerSupport(
             "x, the previous accepted low-order state x_prev, the step-size controller's past errors",
             "x_prev",

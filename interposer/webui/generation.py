@@ -260,8 +260,13 @@ class Generation:
         if source is not None and source.space is None and source.same_as(target or source):
             return self.interpolate(samples, source, size)
         # Klein -> Mugen: one space in two layouts, upscaled in the space and laid out as the hires model holds it.
-        relayout = self.options.enabled and dirn is None and source is not None and target is not None and (
-            source.key == target.key and not source.same_as(target))
+        relayout = (
+            self.options.enabled
+            and dirn is None
+            and source is not None
+            and target is not None
+            and (source.key == target.key and not source.same_as(target))
+        )
         landing = target if (dirn is not None or relayout) and target is not None else source
         space_size = landing.space_size(size) if landing is not None else size
         x = source.to_space(samples) if source is not None else samples

@@ -67,7 +67,6 @@ HISTORY_LENGTH = 4
 _RESTART_EPS = "_latent_interposer_restart_eps"
 
 
-
 def _generation(p: Any):
     generation = attached.attached_to(p) if p is not None else None
     return generation if generation is not None and generation.options is not None else None

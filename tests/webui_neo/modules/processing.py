@@ -187,8 +187,9 @@ class StableDiffusionProcessing:
         """Returns parameters that invalidate the cond cache if changed (Neo: the *loading parameters*; lllyasviel's
         Forge, ``sd_samplers_common.FLAVOUR == "forge"``: the loaded model's checkpoint, processing.py 420-440)."""
         forge = sd_samplers_common.FLAVOUR == "forge"
-        model_key = shared.sd_model.sd_checkpoint_info.filename if forge else str(
-            sd_models.model_data.forge_loading_parameters)
+        model_key = (
+            shared.sd_model.sd_checkpoint_info.filename if forge else str(sd_models.model_data.forge_loading_parameters)
+        )
         return (tuple(required_prompts), self.distilled_cfg_scale, self.hr_distilled_cfg, steps, hires_steps,
                 use_old_scheduling, opts.CLIP_stop_at_last_layers, model_key,
                 json.dumps(extra_network_data, default=str), self.width, self.height, opts.emphasis)  # fmt: skip
@@ -207,8 +208,17 @@ class StableDiffusionProcessing:
     def setup_conds(self):
         self.firstpass_steps = self.steps
         learned = get_learned_conditioning
-        self.uc = None if self.cfg_scale == 1 else self.get_conds_with_caching(
-            learned, [self.negative_prompt] * len(self.prompts), self.steps, [self.cached_uc], self.extra_network_data)
+        self.uc = (
+            None
+            if self.cfg_scale == 1
+            else self.get_conds_with_caching(
+                learned,
+                [self.negative_prompt] * len(self.prompts),
+                self.steps,
+                [self.cached_uc],
+                self.extra_network_data,
+            )
+        )
         self.c = self.get_conds_with_caching(learned, self.prompts, self.steps, [self.cached_c],
                                              self.extra_network_data)  # fmt: skip
 

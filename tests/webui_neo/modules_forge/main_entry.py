@@ -14,7 +14,9 @@ def refresh_model_loading_parameters(*, refresh: bool = True):
     if checkpoint_info is None:
         return
     sd_models.model_data.forge_loading_parameters = dict(
-        checkpoint_info=checkpoint_info, additional_modules=shared.opts.forge_additional_modules, unet_storage_dtype=None
+        checkpoint_info=checkpoint_info,
+        additional_modules=shared.opts.forge_additional_modules,
+        unet_storage_dtype=None,
     )
 
 
