@@ -1,4 +1,4 @@
-"""``python -m training`` after the v2 data format: several image folders, upscaler pairs (``--factors``),
+"""``python -m training``, the recipe's features: several image folders, upscaler pairs (``--factors``),
 RGB crops (``--rgb``), warm starts from the least-squares map, upscalers and convert-and-upscale
 interposers, the image-space loss, CPU precision choice, and DDP under torchrun.
 
