@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 EXTENSION_DIR = os.path.dirname(os.path.abspath(__file__))
 REQUIREMENTS = {"huggingface_hub": "huggingface-hub>=0.20", "safetensors": "safetensors>=0.4"}
@@ -71,16 +72,13 @@ def prefetch(folder: str, settings: dict) -> None:
     from interposer import hub
     from interposer.directions import direction
     from interposer.errors import InterposerError
+    from interposer.lookup import find_local, quarantine
     from interposer.safetensors_header import read_safetensors_header
     from interposer.upscalers import published_upscalers
 
     wanted = [direction(name) for name in prefetch_names()]
     wanted += [u for u in published_upscalers() if u.space.name in ("v1", "xl")]
-    missing = [
-        spec
-        for spec in wanted
-        if not any(os.path.isfile(os.path.join(folder, sub, spec.filename())) for sub in ("", spec.default_version))
-    ]
+    missing = [spec for spec in wanted if find_local(spec, [folder]) is None]
     downloads_on = settings.get("latent_interposer_allow_download") is not False
     if not missing or not downloads_on:
         return  # all there (or the user keeps weights by hand): stay silent
@@ -97,9 +95,8 @@ def prefetch(folder: str, settings: dict) -> None:
             continue
         try:
             read_safetensors_header(path)
-        except InterposerError as exc:
-            os.replace(path, path + ".corrupt")  # never leave a broken file under the name we look for
-            print(f"Latent Interposer: {exc} Renamed it to {path}.corrupt.")
+        except InterposerError as exc:  # never leave a broken file under the name we look for
+            print(f"Latent Interposer: {exc} The file was {quarantine(Path(path))}.")
             failed.append(spec)
             continue
         print(f"Latent Interposer: downloaded {spec.filename()} to {os.path.dirname(path)}")

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from .atomic_files import save_safetensors
 from .directions import HUB_REVISION, Direction, published_list
 from .errors import CorruptWeightsError, WeightsNotFoundError, require
 from .kinds import UPSCALER, ModelKind, kind_of, kind_of_config, kind_of_file, upscaler_layout
+from .lookup import find_local, local_candidates, quarantine
 from .safetensors_header import read_safetensors_header
 from .upscalers import PUBLISHED_FACTORS, PUBLISHED_SPACES, UpscalerSpec, parse_filename
 
@@ -140,43 +141,6 @@ def upscaler_factor(path: str | os.PathLike, given: float | None = None) -> floa
 
 def _a(noun: str) -> str:
     return ("an " if noun[0] in "aeiou" else "a ") + noun
-
-
-def quarantine(path: Path) -> str:
-    """Move a broken file where no lookup will find it again; return what was done.
-
-    A file in the Hugging Face cache is a link to a blob: both go, so the next download
-    fetches a fresh copy. Any other file is renamed to ``*.corrupt`` (kept for inspection).
-    """
-    try:
-        if path.is_symlink():
-            blob = path.resolve()
-            path.unlink()
-            if blob.parent.name == "blobs" and blob.exists():
-                blob.unlink()
-            return f"removed from the Hugging Face cache ({path})"
-        if path.parent.name == "snapshots" or "blobs" in path.parts:
-            path.unlink()
-            return f"removed from the Hugging Face cache ({path})"
-        target = path.with_name(path.name + ".corrupt")
-        os.replace(path, target)
-        return f"renamed to {target}"
-    except OSError as exc:
-        return f"could not be moved away ({exc}); delete it by hand"
-
-
-# --------------------------------------------------------------------------- resolution
-
-
-def local_candidates(spec: Spec, folders: Iterable[str | os.PathLike], version: str | None = None) -> list[Path]:
-    """Where a spec's file may sit in each folder: ``NAME`` and ``<version>/NAME``."""
-    version = version or spec.default_version
-    name = spec.filename(version)
-    return [p for folder in folders if folder for p in (Path(folder) / name, Path(folder) / version / name)]
-
-
-def find_local(spec: Spec, folders: Iterable[str | os.PathLike], version: str | None = None) -> Path | None:
-    return next((p for p in local_candidates(spec, folders, version) if p.is_file()), None)
 
 
 def download_from_hub(

@@ -130,7 +130,7 @@ def test_corrupt_prefetch_is_renamed(tmp_path):
     folder = tmp_path / "models" / "LatentInterposer" / "v4.0"
     assert result.returncode == 0
     assert not (folder / NAMES[0]).exists() and (folder / (NAMES[0] + ".corrupt")).exists()
-    assert "Renamed it to" in result.stdout
+    assert "The file was renamed to" in result.stdout
 
 
 def test_skip_install_does_nothing(tmp_path):
