@@ -8,10 +8,23 @@ skyline, tree line and lake; :func:`write_scenes` saves a folder of them as JPEG
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+
+def _example_image_module():
+    """``examples/make_example_image.py`` (the demo image's drawing), whose noise the scenes share."""
+    path = Path(__file__).resolve().parent.parent / "examples" / "make_example_image.py"
+    spec = importlib.util.spec_from_file_location("make_example_image", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+fractal_noise = _example_image_module().fractal_noise
 
 SKIES = (  # (top, low) sky colours; the first (seeds 0, 5, ..., 30, 45) a bright day, as most photos are
     ((0.25, 0.45, 0.78), (0.78, 0.86, 0.95)),
@@ -21,16 +34,6 @@ SKIES = (  # (top, low) sky colours; the first (seeds 0, 5, ..., 30, 45) a brigh
     ((0.45, 0.62, 0.85), (0.92, 0.93, 0.88)),
 )
 GROUNDS = ((0.33, 0.28, 0.42), (0.25, 0.40, 0.20), (0.55, 0.45, 0.30), (0.30, 0.32, 0.38), (0.45, 0.50, 0.28))
-
-
-def _fractal_noise(rng: np.random.Generator, size: int, octaves: int = 6) -> np.ndarray:
-    total = np.zeros((size, size))
-    for octave in range(octaves):
-        cells = 2 ** (octave + 2)
-        grid = rng.standard_normal((cells + 1, cells + 1))
-        img = Image.fromarray(grid.astype(np.float32)).resize((size, size), Image.BICUBIC)
-        total += np.asarray(img) / (1.6**octave)
-    return (total - total.min()) / (total.max() - total.min())
 
 
 def _ridge(rng: np.random.Generator, size: int, base: float, rough: float) -> np.ndarray:
@@ -49,7 +52,7 @@ def draw_scene(seed: int, size: int = 512) -> Image.Image:
     top, low = (np.array(c) for c in SKIES[seed % len(SKIES)])
     t = np.clip(yy / horizon, 0, 1)[..., None]
     img = top * (1 - t) + low * t
-    clouds = _fractal_noise(rng, size)
+    clouds = fractal_noise(rng, size)
     tint = rng.uniform(0.5, 1.0, 3)
     img += (np.clip(clouds - rng.uniform(0.45, 0.65), 0, 1) * 1.6 * (yy < horizon))[..., None] * tint
     sun_x, sun_y = rng.uniform(0.15, 0.85), rng.uniform(0.15, horizon - 0.1)
@@ -58,7 +61,7 @@ def draw_scene(seed: int, size: int = 512) -> Image.Image:
     for depth, (base, rough) in enumerate(((horizon - 0.2, 0.06), (horizon - 0.12, 0.05))):
         ridge = _ridge(rng, size, base, rough)
         mask = (yy > ridge[None, :]) & (yy < horizon)
-        shade = 0.7 + 0.6 * _fractal_noise(rng, size, 5)[..., None]
+        shade = 0.7 + 0.6 * fractal_noise(rng, size, 5)[..., None]
         img = np.where(mask[..., None], ground * (0.6 + 0.4 * depth) * shade, img)
     for _ in range(int(rng.integers(3, 9))):  # houses: flat walls, a darker roof line, lit windows
         cx, w, h = rng.uniform(0.05, 0.95), rng.uniform(0.03, 0.08), rng.uniform(0.04, 0.1)
@@ -77,7 +80,7 @@ def draw_scene(seed: int, size: int = 512) -> Image.Image:
         img = np.where(mask[..., None], np.array([0.05, 0.14, 0.08]) * (0.6 + 0.8 * rng.uniform()), img)
     below = yy >= horizon  # the lake: the scene mirrored, darker, rippled
     src_row = np.clip((2 * horizon - yy) * size, 0, size - 1).astype(int)
-    ripple = (np.sin(yy * 420 + 3 * _fractal_noise(rng, size, 4)) * 0.012 * (yy - horizon) * 10 * size).astype(int)
+    ripple = (np.sin(yy * 420 + 3 * fractal_noise(rng, size, 4)) * 0.012 * (yy - horizon) * 10 * size).astype(int)
     src_col = np.clip((xx * size).astype(int) + ripple, 0, size - 1)
     img = np.where(below[..., None], img[src_row, src_col] * np.array([0.62, 0.7, 0.8]), img)
     img += rng.normal(0, 0.012, img.shape)

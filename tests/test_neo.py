@@ -197,7 +197,8 @@ def test_latent_nn_in_one_family_and_across_families(neo_empty_modes, linear_ups
     assert neo.hires_psnr(family="v1") > 15.0
 
 
-def test_latent_nn_from_a_flux_first_pass_converts_then_upscales(neo, linear_upscalers):
+def generate_keeping_the_first_pass(neo, **kwargs):
+    """One generation, and the latents the first pass's sampler returned (what the hires pass starts from)."""
     from modules import sd_samplers_kdiffusion
 
     seen = []
@@ -209,9 +210,16 @@ def test_latent_nn_from_a_flux_first_pass_converts_then_upscales(neo, linear_ups
 
     sd_samplers_kdiffusion.KDiffusionSampler.sample = spy
     try:
-        processed = neo.generate(TITLE, hr_upscaler=NN, hr_checkpoint_name="sdxl", **first("lumina2"))
+        processed = neo.generate(TITLE, **kwargs)
     finally:
         sd_samplers_kdiffusion.KDiffusionSampler.sample = original
+    return processed, seen
+
+
+def test_latent_nn_from_a_flux_first_pass_converts_then_upscales(neo, linear_upscalers):
+    processed, seen = generate_keeping_the_first_pass(
+        neo, hr_upscaler=NN, hr_checkpoint_name="sdxl", **first("lumina2")
+    )
     converter = Converter(weights=WeightsQuery(folders=(str(linear_upscalers),), allow_download=False), device="cpu",
                           precision="fp32", cache=ModelCache())  # fmt: skip
     expected = converter.upscale(converter.convert(seen[0], "fx", "xl"), "xl", size=(HIRES, HIRES))
@@ -224,21 +232,11 @@ def test_latent_nn_on_a_flux_first_pass_in_one_family_interpolates_and_says_so(n
     """Nobody publishes a FLUX.1 latent upscaler: on Neo 2.2x (no Latent modes) Latent (NN) is still the latent hires
     route, so it interpolates (bicubic, as the learned plans resize) and the console and infotext say so."""
     import torch.nn.functional as F
-    from modules import sd_samplers_kdiffusion
 
     neo = neo_empty_modes
-    seen = []
-    original = sd_samplers_kdiffusion.KDiffusionSampler.sample
-
-    def spy(self, *args, **kwargs):
-        seen.append(original(self, *args, **kwargs))
-        return seen[-1]
-
-    sd_samplers_kdiffusion.KDiffusionSampler.sample = spy
-    try:
-        processed = neo.generate(TITLE, hr_upscaler=NN, hr_checkpoint_name="Use same checkpoint", **first("lumina2"))
-    finally:
-        sd_samplers_kdiffusion.KDiffusionSampler.sample = original
+    processed, seen = generate_keeping_the_first_pass(
+        neo, hr_upscaler=NN, hr_checkpoint_name="Use same checkpoint", **first("lumina2")
+    )
     expected = F.interpolate(seen[0], size=(HIRES, HIRES), mode="bicubic", align_corners=False)
     assert torch.allclose(neo.hires_inputs[-1].x, expected, atol=1e-6)
     assert 'Latent upscaler: "fx interpolated, -, fp32"' in processed.infotexts[0]
