@@ -135,6 +135,17 @@ def test_explicit_hires_modules_are_the_users_choice(neo, tiny_vaes):
     assert "Hires Module 1: ae" in processed.infotexts[0]
 
 
+def test_a_hires_vae_file_of_other_channels_is_refused_before_sampling(neo):
+    """Chosen by name, a 16-channel VAE for an SD1.5 hires checkpoint would fail to load after the first pass."""
+    from modules import shared
+
+    with pytest.raises(Exception, match=r"the VAE file ae\.safetensors chosen in Hires fix > Hires VAE / Text Encoder "
+                                        r"has 16-channel latents, but the hires checkpoint 'sd15' "
+                                        r"\(Stable Diffusion 1\.x / 2\.x\) needs 4"):  # fmt: skip
+        neo.generate(TITLE, hr_upscaler=NN, hr_checkpoint_name="sd15", hr_additional_modules=[module_path("ae")])
+    assert shared.sd_model.apply_calls == 0
+
+
 def test_a_cross_family_refiner_with_first_pass_modules_is_refused_before_sampling(neo):
     """Neo loads a refiner with the first pass's modules: the SD1.5 refiner would decode with SDXL's VAE file."""
     from modules import shared

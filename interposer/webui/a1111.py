@@ -95,17 +95,28 @@ class A1111(Webui):
         key = str(getattr(getattr(sd_model, "model", None), "conditioning_key", "crossattn"))
         return key in ("hybrid", "concat") or bool(getattr(sd_model, "is_sdxl_inpaint", False))
 
-    def vae_override(self, option: Any) -> str | None:
+    def vae_override(self, option: Any) -> tuple[str, str] | None:
         """``--vae-path``, or an SD VAE choice with "Selected VAE overrides per-model preferences" on."""
         from modules import shared  # the webui's, at call time
 
         vae_path = getattr(shared.cmd_opts, "vae_path", None)
-        if vae_path:
-            return f"--vae-path {vae_path}"
         choice = option("sd_vae", "Automatic")
-        if option("sd_vae_overrides_per_model_preferences", True) and choice not in ("Automatic", "auto", "None", None):
-            return f"the SD VAE setting {choice!r} (with 'Selected VAE overrides per-model preferences' on)"
-        return None
+        if vae_path:
+            what = f"--vae-path {vae_path} forces one VAE onto every checkpoint"
+        elif option("sd_vae_overrides_per_model_preferences", True) and choice not in (
+            "Automatic",
+            "auto",
+            "None",
+            None,
+        ):
+            what = (f"the SD VAE setting {choice!r} (with 'Selected VAE overrides per-model preferences' on) forces "
+                    "one VAE onto every checkpoint")  # fmt: skip
+        else:
+            return None
+        return what, (
+            "Set Settings > Stable Diffusion > SD VAE to 'Automatic' (or untick 'Selected VAE overrides per-model "
+            "preferences'), and drop --vae-path."
+        )
 
     def switches_by_steps(self, option: Any) -> bool:
         return bool(option("refiner_switch_by_sample_steps", False))

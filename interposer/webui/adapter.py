@@ -62,9 +62,16 @@ class Webui:
 
     hires_modules_setting = ""  # where the user picks the hires pass's modules (the webui's own words)
 
-    def vae_override(self, option: Any) -> str | None:
-        """A VAE choice the webui forces onto every checkpoint, described for a warning (``None``: none)."""
+    def vae_override(self, option: Any) -> tuple[str, str] | None:
+        """A VAE choice the webui forces onto every checkpoint, for a warning: what forces it and how to undo it
+        (``None``: none; on the Forges ``sd_vae`` is a placeholder and VAE files are modules, see
+        :meth:`hires_module_files`)."""
         return None
+
+    def hires_module_files(self, p: Any) -> list[str]:
+        """The VAE / text-encoder files the user chose for the hires pass by name (none: same as the first pass,
+        or the checkpoint's own)."""
+        return []
 
     def forget_cached_conds(self, p: Any) -> None:
         """Drop prompt conditionings the webui cached for another checkpoint than the one now loaded (called

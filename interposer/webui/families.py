@@ -151,6 +151,20 @@ _TEXT_ENCODER_PREFIXES = ("cond_stage_model.", "conditioner.", "text_encoders.")
 _kinds: dict[tuple[str, int, int], CheckpointKind | None] = {}
 
 
+def vae_file_channels(filename: str | os.PathLike) -> int | None:
+    """The latent channels of a VAE file (its decoder's first convolution), from its header; ``None`` for a file
+    that is no VAE or cannot be read."""
+    try:
+        header, _ = read_safetensors_header(str(filename))
+    except (CorruptWeightsError, OSError):
+        return None
+    for prefix in ("", *_VAE_PREFIXES):
+        shape = header.get(f"{prefix}decoder.conv_in.weight", {}).get("shape")
+        if isinstance(shape, list) and len(shape) > 1:
+            return int(shape[1])
+    return None
+
+
 def checkpoint_kind(filename: str | os.PathLike | None) -> CheckpointKind | None:
     """The family a checkpoint file loads as, read from its safetensors header without loading it.
 

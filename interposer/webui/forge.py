@@ -208,6 +208,12 @@ class Forge(Webui):
         modules = getattr(p, "hr_additional_modules", None)
         return isinstance(modules, (list, tuple)) and SAME_MODULES in modules
 
+    def hires_module_files(self, p: Any) -> list[str]:
+        modules = getattr(p, "hr_additional_modules", None)
+        if not isinstance(modules, (list, tuple)) or SAME_MODULES in modules:
+            return []
+        return [str(m) for m in modules]
+
     def use_builtin_hires_modules(self, p: Any) -> None:
         p.hr_additional_modules = []  # "Built-in": the webui reloads with no extra modules
         params = getattr(p, "extra_generation_params", None)

@@ -66,7 +66,7 @@ class Generation:
         make_converter: Callable[[GenerationOptions], Converter],
         *,
         log: Callable[[str], None] = _log,
-        vae_override: Callable[[], str | None] | None = None,
+        vae_override: Callable[[], tuple[str, str] | None] | None = None,
         option: Callable[[str, Any], Any] = lambda key, default: default,
     ) -> None:
         self.p = p
@@ -416,12 +416,11 @@ class Generation:
             return
         override = self.vae_override()
         if override:
+            what, fix = override
             self.say_once(
                 "vae",
-                f"WARNING: {override} forces one VAE onto every checkpoint, so the {dirn.dst.label} hires model "
-                f"decodes with a {dirn.src.label}-era VAE choice and images come out blue, black or washed out. "
-                "Set Settings > Stable Diffusion > SD VAE to 'Automatic' (or untick 'Selected VAE overrides "
-                "per-model preferences'), and drop --vae-path.",
+                f"WARNING: {what}, so the {dirn.dst.label} hires model decodes with a VAE chosen for another family "
+                f"and images come out blue, black or washed out. {fix}",
             )
 
     def say_once(self, key: str, message: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InterposerError, WeightsNotFoundError
+from .families import vae_file_channels
 from .options import AUTO, LEARNED_UPSCALE_MODE
 from .samplers import RefinerSwitchError, switch_refusal
 
@@ -50,10 +51,14 @@ def check_hires_modules(generation: Any) -> None:
     which only the user knows: refused before the first pass, naming the setting."""
     p, webui = generation.p, generation.webui
     info = getattr(p, "hr_checkpoint_info", None)
-    if not has_hires_pass(p) or info is None or not webui.hires_keeps_modules(p):
+    if not has_hires_pass(p) or info is None:
         return
     source = generation.family
     target = webui.checkpoint(info, p.sd_model)
+    if target.family is not None and target.family.space is not None:
+        check_chosen_vae(webui, p, target)
+    if not webui.hires_keeps_modules(p):
+        return
     if source is None or target.family is None or source.same_as(target.family):
         return
     modules = webui.first_pass_modules(generation.option)
@@ -75,6 +80,20 @@ def check_hires_modules(generation: Any) -> None:
             f"{', '.join(_basenames(modules))}: the hires pass uses the VAE and text encoders inside its checkpoint "
             f"('Built-in' instead of 'Use same choices' in {webui.hires_modules_setting})."
         )
+
+
+def check_chosen_vae(webui: Any, p: Any, target: Any) -> None:
+    """A VAE file chosen by name for the hires pass whose latent channels are not the hires model's: the webui
+    would fail to load it after the whole first pass (or decode garbage), so it is said now."""
+    expected = target.family.space.channels
+    for path in webui.hires_module_files(p):
+        channels = vae_file_channels(path)
+        if channels is not None and channels != expected:
+            raise HiresModulesError(
+                f"Latent Interposer: the VAE file {_basenames([path])[0]} chosen in {webui.hires_modules_setting} "
+                f"has {channels}-channel latents, but the hires checkpoint {target.title!r} "
+                f"({target.family.description}) needs {expected}. Choose that checkpoint's own VAE there."
+            )
 
 
 def _basenames(paths: list[str]) -> list[str]:
