@@ -11,7 +11,7 @@ Layout (keys start with ``head.``, ``core.`` or ``tail.``; every conv is 3x3, pa
 
 BatchNorm is not folded into neighbouring convolutions: it follows a ReLU (not linear) and
 precedes a zero-padded conv, where folding changes the border pixels (see
-``tests/test_model.py::test_batchnorm_cannot_be_folded_exactly``), and the skip path needs the
+``tests/core/test_model.py::test_batchnorm_cannot_be_folded_exactly``), and the skip path needs the
 normalised tensor anyway. Eval-mode BatchNorm is a per-channel affine map and costs little.
 """
 

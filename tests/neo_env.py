@@ -1,4 +1,4 @@
-"""Boots the Forge Neo stand-in (tests/webui_neo) with this extension loaded, for the Neo tests.
+"""Boots the Forge Neo stand-in (tests/standins/neo) with this extension loaded, for the Neo tests.
 
 Both stand-ins have a top-level ``modules`` package, so only one can be imported at a time: :func:`neo_modules`
 takes the A1111 stand-in's packages out of ``sys.modules`` (and its folder off ``sys.path``), lets the Neo one be
@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import save_file
 from webui_env import REPO, SIZE, WEBUI, Webui, load_the_extension
 
-NEO = REPO / "tests" / "webui_neo"
+NEO = REPO / "tests" / "standins" / "neo"
 STANDIN_PACKAGES = {"modules", "modules_forge", "huggingface_guess", "k_diffusion", "gradio", "launch", "xyz_grid",
                     "fake_engines"}  # fmt: skip
 

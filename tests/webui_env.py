@@ -1,4 +1,4 @@
-"""Boots the A1111 1.10.1 stand-in (tests/webui) with this extension loaded, for the webui tests.
+"""Boots the A1111 1.10.1 stand-in (tests/standins/a1111) with this extension loaded, for the webui tests.
 
 The stand-in checkpoints are an "SDXL" base, an "SD1.5" and an "SD3" model whose VAEs are the
 TAESD files in ../shared and whose denoisers know one photo (see tests/fake_models.py, which both stand-ins use).
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parent.parent
-WEBUI = REPO / "tests" / "webui"
+WEBUI = REPO / "tests" / "standins" / "a1111"
 if str(WEBUI) not in sys.path:
     sys.path.insert(0, str(WEBUI))
 

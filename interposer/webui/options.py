@@ -24,7 +24,7 @@ UPSCALER_INFOTEXT_KEY = "Latent upscaler"
 
 # The hires "Upscaler" entry of the learned latent upscaler. Registered in shared.latent_upscale_modes;
 # the mode dict is what the webui's own F.interpolate then uses: bilinear to the same size is an identity
-# (tests/test_webui_upscaler.py proves it bit for bit), and our hook hands it latents of exactly that size.
+# (tests/webui/test_webui_upscaler.py proves it bit for bit), and our hook hands it latents of exactly that size.
 LEARNED_UPSCALE_MODE = "Latent (NN)"
 LEARNED_UPSCALE_SETTINGS = {"mode": "bilinear", "antialias": False}
 

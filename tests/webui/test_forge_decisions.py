@@ -1,5 +1,5 @@
 """lllyasviel's Forge (f2) and the adapter choice, as decisions (its refiner switch by steps and inside hires fix);
-tests/test_forge_modules_and_families.py runs the Forge flavour of the Neo stand-in."""
+tests/webui/test_forge_modules_and_families.py runs the Forge flavour of the Neo stand-in."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The extension in Forge Neo, against the Neo stand-in (tests/webui_neo): hires conversion in both directions and
+"""The extension in Forge Neo, against the Neo stand-in (tests/standins/neo): hires conversion in both directions and
 from the FLUX.1 family, ``Latent (NN)`` with Neo's empty mode list, Neo's cond cache, unsupported families, and
 everything else a user touches (settings, API, infotext, X/Y/Z)."""
 

@@ -3,7 +3,7 @@
 lists converted completely or refused before the base pass, Neo's cond cache, and its timesteps samplers' scaled
 copy of the state.
 
-As in tests/test_refiner.py: the "SDXL" base knows the photo; the "SD1.5" refiner knows only its details and must
+As in tests/webui/test_refiner.py: the "SDXL" base knows the photo; the "SD1.5" refiner knows only its details and must
 take composition and colour from the latents it is handed."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 from conftest import FIXTURES, REPO, UPSCALER_FIXTURES
 from hub_server import DeadEndpoint, FakeHub
 
-WEBUI = REPO / "tests" / "webui"
+WEBUI = REPO / "tests" / "standins" / "a1111"
 GOOD = (FIXTURES / "xl-to-v1_random.safetensors").read_bytes()
 NAMES = ("xl-to-v1_interposer-v4.0.safetensors", "v1-to-xl_interposer-v4.0.safetensors")
 UPSCALERS = [f"latent-upscaler-v2.1_SD{s}-x{f}.safetensors" for s in ("v1", "xl") for f in ("1.25", "1.5", "2.0")]
@@ -64,13 +64,13 @@ def test_forge_neo_launcher_runs_it_with_weights_under_neos_models_folder(tmp_pa
             hub.files[f"city96/SD-Latent-Interposer/v4.0/{name}"] = fx_bytes
         for name in UPSCALERS:
             hub.files[f"city96/SD-Latent-Upscaler/{name}"] = UPSCALER_BYTES.read_bytes()
-        result = run_install(tmp_path, hub, offline=False, webui=REPO / "tests" / "webui_neo")
+        result = run_install(tmp_path, hub, offline=False, webui=REPO / "tests" / "standins" / "neo")
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "models" / "LatentInterposer"
     assert all((folder / name).is_file() for name in UPSCALERS)
     assert all((folder / name).is_file() or (folder / "v4.0" / name).is_file() for name in (*NAMES, *flux))
     (tmp_path / "offline").mkdir()
-    offline = run_install(tmp_path / "offline", webui=REPO / "tests" / "webui_neo")
+    offline = run_install(tmp_path / "offline", webui=REPO / "tests" / "standins" / "neo")
     assert offline.returncode == 0 and offline.stdout.count("Latent Interposer:") == 1
 
 

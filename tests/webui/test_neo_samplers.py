@@ -1,4 +1,4 @@
-"""Forge Neo's samplers on the Neo stand-in (tests/webui_neo): the list Neo serves, every sampler running a plain
+"""Forge Neo's samplers on the Neo stand-in (tests/standins/neo): the list Neo serves, every sampler running a plain
 txt2img onto the photo, and the model-call structure a refiner switch in the middle of sampling depends on
 (Kohaku's negated state, DDIM/PLMS's scaled copy, LCM's fresh tensors)."""
 
