@@ -75,6 +75,7 @@ def prefetch(folder: str, settings: dict) -> None:
     from interposer.lookup import find_local, quarantine
     from interposer.safetensors_header import read_safetensors_header
     from interposer.upscalers import published_upscalers
+    from interposer.webui.advice import WEBUI as WEBUI_ADVICE
 
     wanted = [direction(name) for name in prefetch_names()]
     wanted += [u for u in published_upscalers() if u.space.name in ("v1", "xl")]
@@ -110,7 +111,7 @@ def prefetch(folder: str, settings: dict) -> None:
             f"Latent Interposer: could not download {names}{why}. Generation with the interposer or the "
             f"'Latent (NN)' hires upscaler needs them: put them in {folder} (interposers may also go in "
             f"{os.path.join(folder, 'v4.0')}); get them from {_sources(list(examples.values()))} (the others "
-            f"sit next to them). {hub.mirror_hint(for_webui=True)} The webui starts anyway and tries again at the "
+            f"sit next to them). {hub.mirror_hint(WEBUI_ADVICE)} The webui starts anyway and tries again at the "
             "next start."
         )
 

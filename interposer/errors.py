@@ -46,7 +46,6 @@ def require(module: str, pip_name: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingDependencyError(
-            f"The Python package {pip_name!r} is not installed. In the webui, restart it so that the extension's "
-            f"install.py can add it; elsewhere run `pip install {pip_name}`."
-        ) from exc
+        error = MissingDependencyError(f"The Python package {pip_name!r} is not installed: `pip install {pip_name}`.")
+        error.pip_name = pip_name  # where the message is shown, the caller words its own way to install it
+        raise error from exc

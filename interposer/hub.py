@@ -28,6 +28,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .advice import CLI, Advice
 from .errors import InterposerError, require
 
 # Seconds for the one metadata request (connect and read). A reachable hub answers in well under
@@ -90,23 +91,21 @@ def mirror_set() -> bool:
     return endpoint() != DEFAULT_ENDPOINT
 
 
-def mirror_hint(for_webui: bool = False) -> str:
-    """What to try when the hub did not answer, in the words of where the message is shown.
+def mirror_hint(advice: Advice = CLI) -> str:
+    """What to try when the hub did not answer, in the words of where the message is shown (``advice``).
 
     ``HF_ENDPOINT`` is read when a process starts: a command is simply run again, the webui must be
     restarted (and is configured in ``webui-user``). With a mirror already set, suggesting to set one
     would send the user in a circle: the mirror itself is what failed.
     """
-    again = "restart the webui" if for_webui else "run the command again"
     if mirror_set():
         return (
             f"The mirror at {endpoint()} (HF_ENDPOINT) did not serve the file: check that it is up, or point "
-            f"HF_ENDPOINT at another mirror (or remove it to use huggingface.co) and {again}."
+            f"HF_ENDPOINT at another mirror (or remove it to use huggingface.co) and {advice.again}."
         )
-    where = " in webui-user.bat / webui-user.sh" if for_webui else ""
     return (
-        f"If the hub is blocked where you are, set HF_ENDPOINT to a mirror{where} "
-        f"(e.g. HF_ENDPOINT={EXAMPLE_MIRROR}) and {again}."
+        f"If the hub is blocked where you are, set HF_ENDPOINT to a mirror{advice.env_where} "
+        f"(e.g. HF_ENDPOINT={EXAMPLE_MIRROR}) and {advice.again}."
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from . import hub
+from .advice import CLI, Advice
 from .atomic_files import save_safetensors
 from .directions import HUB_REVISION, Direction, published_list
 from .errors import CorruptWeightsError, WeightsNotFoundError, require
@@ -34,9 +35,6 @@ from .upscalers import PUBLISHED_FACTORS, PUBLISHED_SPACES, UpscalerSpec, parse_
 log = logging.getLogger(__name__)
 
 Spec = Direction | UpscalerSpec
-# The webui's settings as its Settings page shows them (labels in interposer/webui/options.py).
-WEBUI_DOWNLOAD_SETTING = "Settings → Latent Interposer → Download missing weights from the Hugging Face hub"
-WEBUI_WEIGHTS_FOLDER_SETTING = "Settings → Latent Interposer → Weights folder"
 TRAINED_KEY = "trained"  # metadata key `python -m training export` sets to "true"
 _WEIGHT_DTYPES = {"F32", "F16", "BF16"}
 
@@ -175,9 +173,9 @@ class WeightsQuery:
 
     ``repo_id`` and ``version`` default to the spec's own (city96's interposer or upscaler repository
     and version), so one query serves both model kinds. ``path`` names the interposer file explicitly,
-    ``upscaler_path`` the upscaler file (a chain of both kinds can use one of each). ``for_webui`` only
-    changes the advice in messages (the webui's user cannot run a command in its environment and must
-    restart it); it does not change which file is used, so :meth:`key` leaves it out.
+    ``upscaler_path`` the upscaler file (a chain of both kinds can use one of each). ``advice`` only
+    words what messages tell the reader to do (:mod:`interposer.advice`: the command line's by default); it does
+    not change which file is used, so :meth:`key` leaves it out.
     """
 
     path: str | None = None
@@ -189,7 +187,7 @@ class WeightsQuery:
     revision: str = HUB_REVISION
     repo_id: str | None = None
     version: str | None = None
-    for_webui: bool = False
+    advice: Advice = CLI
 
     def path_for(self, spec: Spec) -> str | None:
         """The explicit file for this spec's kind, if one was given."""
@@ -199,27 +197,11 @@ class WeightsQuery:
         return self.version or spec.default_version
 
     def where_to_put(self, spec: Spec) -> str:
-        """How to get the file by hand, in terms the reader can act on where the message is shown.
-
-        From the CLI: a runnable ``python -m interposer download NAME --dir FOLDER``. From the webui: no
-        command (the webui's Python and folder are not the user's shell's, and the package is not installed
-        in its venv), but the URL(s), the exact folder, and the setting that lets the webui download it.
-        """
+        """How to get the file by hand, in the words of where the message is shown (:attr:`advice`)."""
         folder = self.download_dir or (self.folders[0] if self.folders else None)
         urls = spec.hub_file(self.revision, self.repo_id).urls_text
         get = f"Download {spec.filename(self.version_for(spec))} from {urls} and put it in"
-        return self._webui_advice(get, folder) if self.for_webui else self._cli_advice(get, folder, spec)
-
-    def _webui_advice(self, get: str, folder: str | None) -> str:
-        target = f"the folder {folder}" if folder else f"the webui's weights folder ({WEBUI_WEIGHTS_FOLDER_SETTING})"
-        setting = "" if self.allow_download else f" Or turn on {WEBUI_DOWNLOAD_SETTING} to let the webui fetch it."
-        return f"{get} {target}.{setting}"
-
-    @staticmethod
-    def _cli_advice(get: str, folder: str | None, spec: Spec) -> str:
-        target = f"the folder {folder}" if folder else "a folder passed with --weights-dir"
-        command = f"python -m interposer download {spec.name}" + (f" --dir {folder}" if folder else "")
-        return f"{get} {target} (or run `{command}`)."
+        return self.advice.where_to_put(get, folder, spec, self.allow_download)
 
     def key(self, spec: Spec) -> tuple:
         """Cache key: the spec and every field that changes the answer."""
@@ -272,7 +254,7 @@ def resolve(spec: Spec, query: WeightsQuery) -> Path:
     except hub.HubUnreachableError as exc:
         raise WeightsNotFoundError(
             f"{label} {filename} not found: it is not here and {exc}.{looked_text} {query.where_to_put(spec)} "
-            f"{hub.mirror_hint(query.for_webui)}"
+            f"{hub.mirror_hint(query.advice)}"
         ) from exc
 
 

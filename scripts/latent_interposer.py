@@ -24,6 +24,7 @@ try:
     from interposer.directions import direction as parse_direction
     from interposer.runtime import Converter
     from interposer.webui import options as li_options
+    from interposer.webui.advice import WEBUI as WEBUI_ADVICE
     from interposer.webui.api_options import extend_options_model
     from interposer.webui.detect import detect_webui
     from interposer.webui.generation import Generation, clear_infotext
@@ -53,7 +54,8 @@ def _generation_options(**ui_values):
 
 def _converter(options) -> Converter:
     folder = options.weights_dir
-    query = WeightsQuery(folders=(folder,), allow_download=options.allow_download, download_dir=folder, for_webui=True)
+    query = WeightsQuery(folders=(folder,), allow_download=options.allow_download, download_dir=folder,
+                         advice=WEBUI_ADVICE)  # fmt: skip
     # Latent (NN) on a family nobody publishes an upscaler for interpolates (and says so) rather than refusing.
     return Converter(weights=query, device=options.device, precision=options.precision,
                      interpolate_without_upscaler=True)  # fmt: skip

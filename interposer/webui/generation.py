@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..directions import Direction, direction
-from ..errors import InterposerError
+from ..errors import InterposerError, MissingDependencyError
 from ..runtime import ConversionReport, Converter
 from . import attached
 from .adapter import Webui
@@ -447,6 +447,9 @@ class OneLineErrors:
         if error is None or not isinstance(error, InterposerError) or getattr(error, "_said", False):
             return False
         message = str(error)
+        if isinstance(error, MissingDependencyError):  # the webui's way to install it, not a pip command
+            message = (f"The Python package {error.pip_name!r} is not installed: restart the webui so that the "
+                       "extension's install.py adds it.")  # fmt: skip
         self.log(message.removeprefix("Latent Interposer: "))
         try:
             short = type(error)(message)

@@ -9,9 +9,11 @@ import pytest
 import torch
 from conftest import FIXTURES
 
+from interposer.advice import CLI
 from interposer.directions import direction
 from interposer.errors import CorruptWeightsError, WeightsNotFoundError
 from interposer.model import InterposerConfig, InterposerV4
+from interposer.webui.advice import WEBUI
 from interposer.weights import (
     WeightsQuery,
     find_local,
@@ -233,7 +235,7 @@ def _unreachable_hub(monkeypatch, endpoint: str | None):
 @pytest.mark.parametrize("for_webui", [False, True])
 def test_mirror_hint_without_a_mirror_fits_where_it_is_shown(tmp_path, monkeypatch, for_webui):
     _unreachable_hub(monkeypatch, None)
-    query = WeightsQuery(folders=[str(tmp_path)], download_dir=str(tmp_path), for_webui=for_webui)
+    query = WeightsQuery(folders=[str(tmp_path)], download_dir=str(tmp_path), advice=WEBUI if for_webui else CLI)
     with pytest.raises(WeightsNotFoundError) as info:
         resolve(XL_V1, query)
     message = str(info.value)
@@ -249,7 +251,7 @@ def test_mirror_hint_without_a_mirror_fits_where_it_is_shown(tmp_path, monkeypat
 @pytest.mark.parametrize("for_webui", [False, True])
 def test_mirror_hint_with_a_mirror_set_names_the_mirror(tmp_path, monkeypatch, for_webui):
     _unreachable_hub(monkeypatch, "https://mirror.example.org/")
-    query = WeightsQuery(folders=[str(tmp_path)], download_dir=str(tmp_path), for_webui=for_webui)
+    query = WeightsQuery(folders=[str(tmp_path)], download_dir=str(tmp_path), advice=WEBUI if for_webui else CLI)
     with pytest.raises(WeightsNotFoundError) as info:
         resolve(XL_V1, query)
     message = str(info.value)
@@ -267,7 +269,7 @@ def test_webui_message_names_urls_folder_and_setting_and_no_command(tmp_path):
     folder = tmp_path / "models" / "LatentInterposer"
     setting = f"Settings → {SECTION[1]} → {SETTINGS_BY_KEY['latent_interposer_allow_download'].label}"
     for spec in (XL_V1, upscaler("v1-x1.25")):
-        query = WeightsQuery(folders=(str(folder),), allow_download=False, download_dir=str(folder), for_webui=True)
+        query = WeightsQuery(folders=(str(folder),), allow_download=False, download_dir=str(folder), advice=WEBUI)
         with pytest.raises(WeightsNotFoundError) as info:
             resolve(spec, query)
         message = str(info.value)
@@ -279,7 +281,7 @@ def test_webui_message_names_urls_folder_and_setting_and_no_command(tmp_path):
 def test_webui_message_with_downloads_on_does_not_point_at_the_setting(tmp_path, monkeypatch):
     _unreachable_hub(monkeypatch, None)
     folder = tmp_path / "models" / "LatentInterposer"
-    query = WeightsQuery(folders=(str(folder),), download_dir=str(folder), for_webui=True)
+    query = WeightsQuery(folders=(str(folder),), download_dir=str(folder), advice=WEBUI)
     with pytest.raises(WeightsNotFoundError) as info:
         resolve(XL_V1, query)
     message = str(info.value)

@@ -373,3 +373,19 @@ def test_settings_exist_without_any_ui_settings_callback(webui):
     for setting in li_options.SETTINGS:
         assert setting.key in shared.opts.data_labels
         assert config[setting.key] == setting.default
+
+
+def test_a_missing_package_is_worded_for_the_webui(webui, monkeypatch):
+    """The core says `pip install NAME`; in the webui the way is a restart (install.py adds it)."""
+    from interposer.errors import MissingDependencyError, require
+    from interposer.runtime import Converter
+
+    def missing(*args, **kwargs):
+        require("a_package_that_is_not_there", "a-package")
+
+    monkeypatch.setattr(Converter, "prepare", missing)
+    with pytest.raises(MissingDependencyError) as info:
+        webui.generate("Latent Interposer", enable_hr=True)
+    assert str(info.value) == ("The Python package 'a-package' is not installed: restart the webui so that the "
+                               "extension's install.py adds it.")  # fmt: skip
+    assert "pip install" not in str(info.value)
