@@ -22,16 +22,16 @@ from modules import paths, processing, script_callbacks, scripts, sd_samplers_cf
 
 try:
     from interposer.directions import direction as parse_direction
-    from interposer.runtime import Converter
+    from interposer.lookup import find_local
     from interposer.webui import options as li_options
-    from interposer.webui.advice import WEBUI as WEBUI_ADVICE
     from interposer.webui.api_options import extend_options_model
     from interposer.webui.detect import detect_webui
     from interposer.webui.generation import Generation, clear_infotext
     from interposer.webui.refiner import RefinerHook
-    from interposer.weights import WeightsQuery, find_local
+    from interposer.webui.settings import WebuiSettings
 
     WEBUI = detect_webui()
+    SETTINGS = WebuiSettings(shared, paths)
     IMPORT_ERROR = None
 except Exception as exc:  # a broken install must not take the webui down with it
     IMPORT_ERROR = (
@@ -48,24 +48,8 @@ def _option(key, default=None):
     return getattr(shared.opts, key, default)
 
 
-def _generation_options(**ui_values):
-    return li_options.resolve(_option, paths.models_path, **ui_values)
-
-
-def _converter(options) -> Converter:
-    folder = options.weights_dir
-    query = WeightsQuery(folders=(folder,), allow_download=options.allow_download, download_dir=folder,
-                         advice=WEBUI_ADVICE)  # fmt: skip
-    # Latent (NN) on a family nobody publishes an upscaler for interpolates (and says so) rather than refusing.
-    return Converter(weights=query, device=options.device, precision=options.precision,
-                     interpolate_without_upscaler=True)  # fmt: skip
-
-
 def _attach(p, owner: str, **ui_values) -> Generation:
-    def resolve_options():
-        return _generation_options(**ui_values)
-
-    generation = Generation(p, WEBUI, resolve_options, _converter, option=_option)
+    generation = Generation(p, WEBUI, SETTINGS, ui_values)
     generation.owner = owner
     return generation.attach()
 
@@ -73,7 +57,7 @@ def _attach(p, owner: str, **ui_values) -> Generation:
 def _status_html() -> str:
     if IMPORT_ERROR:
         return f"<p style='color: var(--error-text-color, #c00)'>{IMPORT_ERROR}</p>"
-    options = _generation_options()
+    options = SETTINGS.generation_options()
     names = ("xl-to-v1", "v1-to-xl")
     found = [name for name in names if find_local(parse_direction(name), [options.weights_dir])]
     missing = [name for name in names if name not in found]

@@ -62,23 +62,21 @@ class Generation:
         self,
         p: Any,
         webui: Webui,
-        resolve_options: Callable[[], GenerationOptions],
-        make_converter: Callable[[GenerationOptions], Converter],
+        settings: Any,
+        ui_values: dict | None = None,
         *,
         log: Callable[[str], None] = _log,
         vae_override: Callable[[], tuple[str, str] | None] | None = None,
-        option: Callable[[str, Any], Any] = lambda key, default: default,
     ) -> None:
         self.p = p
         self.webui = webui
         # Settings are read when sampling starts: after the webui applied the request's override_settings.
-        self.resolve_options = resolve_options
-        self.make_converter = make_converter
+        self.settings = settings  # a .settings.WebuiSettings (or anything with option/generation_options/converter)
+        self.ui_values = dict(ui_values or {})
         self.options: GenerationOptions | None = None
         self.converter: Converter | None = None
         self.log = log
         self.vae_override = vae_override or (lambda: webui.vae_override(self.option))
-        self.option = option  # the webui's settings (hires_fix_refiner_pass), read when sampling starts
         self.family: Family | None = None  # the family the live latents are in
         self.first_pass_title = "unknown checkpoint"
         self.first_checkpoint: str | None = None  # the file the batch started on
@@ -141,8 +139,8 @@ class Generation:
     def _sample(self, original: Callable, *args, **kwargs):
         try:
             with self.one_line_errors():
-                self.options = self.resolve_options()
-                self.converter = self.make_converter(self.options)
+                self.options = self.settings.generation_options(**self.ui_values)
+                self.converter = self.settings.converter(self.options)
                 # Each batch starts on the first-pass checkpoint (the webui reloads it per iteration).
                 model = self.p.sd_model
                 self.family = self.webui.family(model)
@@ -158,6 +156,10 @@ class Generation:
             if self.owner == "automatic":
                 self.detach()  # the webui skips postprocess (where the companion detaches) after an error
             raise
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """A webui setting (``hires_fix_refiner_pass``, ``forge_additional_modules``, ...), read when asked."""
+        return self.settings.option(key, default)
 
     def one_line_errors(self):
         """Around the extension's own decisions: a refusal or missing file is printed as one console line

@@ -270,7 +270,8 @@ def _generation(p, family, converter):
     from interposer.webui.generation import Generation
     from interposer.webui.options import AUTO, GenerationOptions
 
-    generation = Generation(p, Webui(), lambda: None, lambda options: converter, log=lambda line: None)
+    settings = types.SimpleNamespace(option=lambda key, default=None: default)
+    generation = Generation(p, Webui(), settings, log=lambda line: None)
     generation.options = GenerationOptions(enabled=True, direction=AUTO, precision="fp32", device="cpu", weights_dir="",
                                            allow_download=False, warn_vae_override=False, refiner_strategy="",
                                            noise_boost=0.0, selected=True)  # fmt: skip
