@@ -11,8 +11,9 @@ The refiner hooks (:mod:`.refiner`) find the same object through :mod:`.attached
 date.
 
 Everything webui-specific (how a model tells its family, which caches a checkpoint switch leaves stale) comes
-from the :class:`~.adapter.Webui` adapter; the decisions (which families cross, what to convert or upscale,
-what to refuse and what to say) are made here, the same way for every webui.
+from the :class:`~.adapter.Webui` adapter; the hires decisions (which families cross, what to convert, upscale or
+interpolate) are :mod:`.hires`'s and the checks before sampling :mod:`.preflight`'s, the same for every webui. This
+module keeps the hooks, the messages and the infotext.
 """
 
 from __future__ import annotations
@@ -20,16 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..directions import Direction, direction
+from ..directions import Direction
 from ..errors import InterposerError, MissingDependencyError
 from ..runtime import ConversionReport, Converter
-from . import attached
+from . import attached, hires
 from .adapter import Webui
 from .families import Family, checkpoint_filename, model_title
 from .options import (
     AUTO,
     INFOTEXT_KEY,
-    LEARNED_UPSCALE_MODE,
     REFINER_INFOTEXT_KEY,
     UPSCALER_INFOTEXT_KEY,
     GenerationOptions,
@@ -45,14 +45,6 @@ _MARK = "__latent_interposer__"
 
 def _log(message: str) -> None:
     print(f"Latent Interposer: {message}", flush=True)
-
-
-class UnknownFamilyError(InterposerError, RuntimeError):
-    """The model family of a checkpoint is needed and cannot be told."""
-
-
-class UnsupportedFamilyError(InterposerError, RuntimeError):
-    """A pass crosses into or out of a family no interposer converts."""
 
 
 class Generation:
@@ -202,179 +194,11 @@ class Generation:
             self.webui.forget_cached_conds(self.p)  # conds cached for another model must not reach this one
         try:
             with self.one_line_errors():
-                samples = self.hires_latents(samples, self.webui.family(model))
+                samples = hires.hires_latents(self, samples, self.webui.family(model))
             return original(samples, decoded_samples, *args, **kwargs)
         finally:
             if other_checkpoint:
                 self.webui.forget_cached_conds(self.p)  # ... nor the first-pass model of the next generation
-
-    def hires_latents(self, samples, target: Family | None):
-        """The latents the hires pass should start from, in the hires model's space where that is needed."""
-        latent_mode = getattr(self.p, "latent_scale_mode", None) is not None
-        source = self.family
-        crossing = source is not None and target is not None and not source.same_as(target)
-        if samples is not None and latent_mode and uses_learned_upscale(self.p):
-            return self.learned_upscale(samples, target)
-        if samples is not None and latent_mode:
-            if not self.options.enabled:
-                if crossing:
-                    self.say_unconverted(source, target, "hires pass")
-                return samples
-            dirn = self.plan(source, target)
-            if dirn is not None:
-                self.warn_about_vae_override(dirn)
-                samples = self.convert(samples, dirn, "hires", source, target)
-                self.family = target if target is not None else Family.of_space(dirn.dst)
-            elif crossing and source.key == target.key:
-                samples = self.relayout(samples, source, target)
-            return samples
-        if not latent_mode:
-            # The webui re-encodes the upscaled image with the hires VAE: the latents are in its space now.
-            self.family = target
-            if self.options.enabled and (crossing or self.options.selected):
-                upscaler = getattr(self.p, "hr_upscaler", None)
-                self.say_once(
-                    "pixel",
-                    f"hires upscaler {upscaler!r} works on pixels: the webui decodes with the first-pass VAE and "
-                    "encodes with the hires VAE, so there is nothing to convert.",
-                )
-        return samples
-
-    def relayout(self, samples, source: Family, target: Family):
-        """One space, two tensor layouts (Klein's packed FLUX.2 latents -> Mugen's): an exact reshape, no weights."""
-        result = target.from_space(source.to_space(samples))
-        self.log(f"hires: {source.description} -> {target.description}: the same latent space, "
-                 f"{tuple(samples.shape)} -> {tuple(result.shape)} re-laid out exactly")  # fmt: skip
-        self.family = target
-        return result
-
-    def learned_upscale(self, samples, target: Family | None):
-        """``Latent (NN)``: latents of exactly the webui's target size, in the hires model's space.
-
-        Same family (or the interposer off): the learned upscaler of the first pass's family. Across
-        families with the interposer on: convert and upscale (the order in ``runtime.DEFAULT_ORDER``).
-        A family with no learned upscaler is interpolated, and the console and infotext say so. The webui's
-        own interpolation to the same size afterwards changes nothing.
-        """
-        size = (int(self.p.hr_upscale_to_y) // 8, int(self.p.hr_upscale_to_x) // 8)
-        source = self.family
-        dirn = self.plan(source, target) if self.options.enabled else None
-        if source is not None and source.space is None and source.same_as(target or source):
-            return self.interpolate(samples, source, size)
-        # Klein -> Mugen: one space in two layouts, upscaled in the space and laid out as the hires model holds it.
-        relayout = (
-            self.options.enabled
-            and dirn is None
-            and source is not None
-            and target is not None
-            and (source.key == target.key and not source.same_as(target))
-        )
-        landing = target if (dirn is not None or relayout) and target is not None else source
-        space_size = landing.space_size(size) if landing is not None else size
-        x = source.to_space(samples) if source is not None else samples
-        if dirn is not None:
-            self.warn_about_vae_override(dirn)
-            result, reports = self.converter.run_convert_upscale(x, dirn.src, dirn.dst, size=space_size)
-        else:
-            space = self.upscale_space(source)
-            if not self.options.enabled and target is not None and not source.same_as(target):
-                self.say_once(
-                    "nn-crossing",
-                    f"the hires pass goes from {source.description} to {target.description}, but the interposer is "
-                    f"off: {LEARNED_UPSCALE_MODE} upscales the {space.name} latents only. Select the Latent "
-                    "Interposer script (or turn on Apply automatically) to convert them.",
-                )
-            result, report = self.converter.run_upscale(x, space, size=space_size)
-            reports = [report]
-        if dirn is not None or relayout:
-            self.family = target if target is not None else Family.of_space(dirn.dst)
-        for report in reports:
-            self.record(report, "hires")
-        return landing.from_space(result) if landing is not None else result
-
-    def interpolate(self, samples, family: Family, size: tuple[int, int]):
-        """``Latent (NN)`` in one family that has no interposer space (Wan 2.1's 5-D latents, PiD's pixels): what
-        the webui's own Latent modes would do, said in the console and the infotext, never a refusal."""
-        import torch.nn.functional as F
-
-        mode = self.converter.resize_mode
-        x = family.to_space(samples)
-        result = family.from_space(F.interpolate(x.float(), size=size, mode=mode).to(x.dtype))
-        self.log(f"hires upscale: {family.description} has no learned upscaler: {mode} interpolation "
-                 f"{tuple(samples.shape)} -> {tuple(result.shape)}")  # fmt: skip
-        self.p.extra_generation_params[UPSCALER_INFOTEXT_KEY] = f"{family.key} interpolated, {mode}"
-        return result
-
-    def upscale_space(self, source: Family | None):
-        """The space ``Latent (NN)`` upscales in when nothing is converted: the first pass's."""
-        if source is None:
-            raise UnknownFamilyError(
-                f"Latent Interposer: the hires upscaler {LEARNED_UPSCALE_MODE!r} needs to know which model family "
-                f"{self.first_pass_title!r} belongs to (to pick its latent upscaler), and it cannot tell. Choose "
-                "another hires upscaler, or an explicit direction in the script."
-            )
-        if source.space is None:
-            raise UnsupportedFamilyError(
-                f"Latent Interposer: {self.first_pass_title!r} {source.why}, so the hires upscaler "
-                f"{LEARNED_UPSCALE_MODE!r} cannot upscale its latents. Choose another hires upscaler."
-            )
-        return source.space
-
-    # ------------------------------------------------------------------ decisions
-
-    def plan(self, source: Family | None, target: Family | None) -> Direction | None:
-        """The direction to convert, or ``None`` (with one console line saying why, where that helps)."""
-        if self.options.direction != AUTO:
-            chosen = direction(self.options.direction)
-            if source is not None and target is not None and source.same_as(target):
-                self.say_once("same", f"both passes are {source.description}: the explicit {chosen.name} is not "
-                              "applied.")  # fmt: skip
-                return None
-            looks_like = (source.key, target.key) if source is not None and target is not None else None
-            if looks_like is not None and looks_like != (chosen.src.name, chosen.dst.name):
-                self.say_once(
-                    "mismatch",
-                    f"the checkpoints look like {source.key}-to-{target.key}, but the explicit direction "
-                    f"{chosen.name} is used as chosen.",
-                )
-                return chosen
-            # Keep the factors the loaded models actually use.
-            return Direction(
-                source.space if source is not None and source.space and source.key == chosen.src.name else chosen.src,
-                target.space if target is not None and target.space and target.key == chosen.dst.name else chosen.dst,
-            )
-        if source is None or target is None:
-            unknown = self.first_pass_title if source is None else model_title(self.p.sd_model)
-            self.say_once(
-                "unknown",
-                f"cannot tell which model family {unknown!r} belongs to; choose an explicit direction "
-                "in the script or in Settings > Latent Interposer.",
-            )
-            return None
-        if source.same_as(target):
-            if self.options.selected:
-                self.say_once("same", f"both passes are {source.description}: nothing to convert.")
-            return None
-        self.refuse_unsupported(source, target, "hires pass")
-        if source.key == target.key:
-            return None  # one space in two layouts: re-laid out, nothing to convert
-        return Direction(source.space, target.space)
-
-    def refuse_unsupported(self, source: Family, target: Family, where: str) -> None:
-        """Crossing into or out of a family without an interposer: one line, and no image from wrong latents."""
-        for family, title in ((source, self.first_pass_title), (target, self.target_title())):
-            if family.space is None:
-                raise UnsupportedFamilyError(
-                    f"Latent Interposer: {title!r} {family.why}. The {where} goes from {source.description} to "
-                    f"{target.description}, so the latents cannot be converted: use checkpoints of one family, or "
-                    "a pixel upscaler for hires fix (the webui then decodes and re-encodes)."
-                )
-
-    def target_title(self) -> str:
-        info = getattr(self.p, "hr_checkpoint_info", None)
-        if getattr(self.p, "is_hr_pass", False) or info is None:
-            return model_title(self.p.sd_model)
-        return str(getattr(info, "short_title", None) or getattr(info, "title", None) or "unknown checkpoint")
 
     def say_unconverted(self, source: Family, target: Family, where: str) -> None:
         """The interposer is off but the latents cross families: never silently (once per generation)."""
@@ -470,8 +294,3 @@ def clear_infotext(p: Any) -> None:
     if isinstance(params, dict):
         for key in (INFOTEXT_KEY, REFINER_INFOTEXT_KEY, UPSCALER_INFOTEXT_KEY):
             params.pop(key, None)
-
-
-def uses_learned_upscale(p: Any) -> bool:
-    """A txt2img job whose hires pass upscales with ``Latent (NN)``."""
-    return bool(getattr(p, "enable_hr", False)) and getattr(p, "hr_upscaler", None) == LEARNED_UPSCALE_MODE

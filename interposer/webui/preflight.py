@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InterposerError, WeightsNotFoundError
+from . import hires
 from .families import vae_file_channels
 from .options import AUTO, LEARNED_UPSCALE_MODE
 from .samplers import RefinerSwitchError, switch_refusal
@@ -113,7 +114,7 @@ def check_hires(generation: Any) -> None:
     enabled = generation.options.enabled
     if enabled and generation.options.direction == AUTO and (source is None or target is None):
         return  # decided once the hires model is loaded
-    dirn = generation.plan(source, target) if enabled else None
+    dirn = hires.plan(generation, source, target) if enabled else None
     size_in = _space_size(source, (int(p.height) // 8, int(p.width) // 8))
     size_out = (int(p.hr_upscale_to_y) // 8, int(p.hr_upscale_to_x) // 8)
     size = _space_size(target if dirn is not None else source, size_out)
@@ -124,7 +125,7 @@ def check_hires(generation: Any) -> None:
         elif learned and source is not None and source.space is None and source.same_as(target or source):
             pass  # interpolated in its own family (Generation.interpolate)
         elif learned:
-            converter.prepare_upscale(generation.upscale_space(source), size_in, size)
+            converter.prepare_upscale(hires.upscale_space(generation, source), size_in, size)
         elif dirn is not None:
             converter.prepare(dirn)
     except WeightsNotFoundError as exc:

@@ -241,6 +241,9 @@ def test_directions_nobody_publishes_run_from_a_users_own_file(neo_wide, base, h
     assert "Latent interposer: " in processed.infotexts[0] and converted > 15.0
 
 
+from interposer.webui.hires import hires_latents  # noqa: E402
+
+
 class _RecordingConverter:
     """Stands for the runtime: records the tensors it gets, returns the target's channels."""
 
@@ -266,6 +269,7 @@ class _RecordingConverter:
 
 
 def _generation(p, family, converter):
+    """A Generation with the given converter and first-pass family, its options resolved (interposer on)."""
     from interposer.webui.adapter import Webui
     from interposer.webui.generation import Generation
     from interposer.webui.options import AUTO, GenerationOptions
@@ -289,12 +293,12 @@ def test_packed_flux2_latents_are_unpacked_for_the_interposer_and_packed_after()
                               extra_generation_params={}, sd_model=None)  # fmt: skip
     converter = _RecordingConverter(4)
     generation = _generation(p, format_family("Flux2", 128), converter)
-    out = generation.hires_latents(torch.randn(1, 128, 8, 8), format_family("SDXL", 4))
+    out = hires_latents(generation, torch.randn(1, 128, 8, 8), format_family("SDXL", 4))
     assert converter.seen == [(1, 32, 16, 16)] and out.shape == (1, 4, 16, 16)
 
     converter = _RecordingConverter(32)
     generation = _generation(p, format_family("SDXL", 4), converter)
-    out = generation.hires_latents(torch.randn(1, 4, 16, 16), format_family("Flux2", 128))
+    out = hires_latents(generation, torch.randn(1, 4, 16, 16), format_family("Flux2", 128))
     assert out.shape == (1, 128, 8, 8)
 
 
@@ -307,7 +311,7 @@ def test_klein_to_mugen_is_an_exact_relayout():
     converter = _RecordingConverter(0)
     generation = _generation(p, format_family("Flux2", 128), converter)
     packed = torch.randn(2, 128, 6, 5)
-    out = generation.hires_latents(packed, format_family("SDXL_Flux2", 32))
+    out = hires_latents(generation, packed, format_family("SDXL_Flux2", 32))
     assert torch.equal(out, unpack_2x2(packed)) and not converter.seen
 
 
@@ -321,7 +325,7 @@ def test_latent_nn_from_klein_to_mugen_lands_on_mugens_grid():
     converter = _RecordingConverter(32)
     mugen = format_family("SDXL_Flux2", 32)
     generation = _generation(p, format_family("Flux2", 128), converter)
-    out = generation.hires_latents(torch.randn(1, 128, 4, 4), mugen)
+    out = hires_latents(generation, torch.randn(1, 128, 4, 4), mugen)
     assert converter.seen == [(1, 32, 8, 8)] and out.shape == (1, 32, 12, 12) and generation.family is mugen
 
 
@@ -336,7 +340,7 @@ def test_latent_nn_on_5d_wan_latents_interpolates_in_their_own_family():
     wan = format_family("Wan21", 16)
     generation = _generation(p, wan, _RecordingConverter(16))
     latents = torch.randn(1, 16, 1, 5, 7)
-    out = generation.hires_latents(latents, wan)
+    out = hires_latents(generation, latents, wan)
     expected = torch.nn.functional.interpolate(latents.squeeze(2), size=(8, 12), mode="bicubic").unsqueeze(2)
     assert out.shape == (1, 16, 1, 8, 12) and torch.allclose(out, expected)
     assert p.extra_generation_params["Latent upscaler"] == "Wan21/16 interpolated, bicubic"
