@@ -50,6 +50,11 @@ class Family:
         not Mugen's, though one reshape turns either into the other)."""
         return other is not None and other.key == self.key and other.layout == self.layout
 
+    def relaid_as(self, other: Family | None) -> bool:
+        """The same space in another tensor layout (Klein's packed FLUX.2 latents vs Mugen's): an exact reshape
+        turns one into the other, no interposer."""
+        return other is not None and other.key == self.key and other.layout != self.layout
+
     def to_space(self, latents: Any) -> Any:
         """The webui's tensor -> ``[B, C, H, W]`` in :attr:`space`'s layout (exact: a reshape)."""
         if self.layout == PACKED:
@@ -89,6 +94,11 @@ FLUX1 = Family.of_space(SPACES["fx"], "", "the FLUX.1 family")
 KLEIN = Family.of_space(SPACES["f2"], PACKED, "FLUX.2 (Klein, packed 128 channels)")
 MUGEN = Family.of_space(SPACES["f2"], "", "FLUX.2 (Mugen)")
 WAN21 = unsupported("Wan21", 16, "the Wan 2.1 latent space of Wan, Qwen-Image, Anima and Krea 2", VIDEO)
+
+
+def file_names(paths: list[str]) -> list[str]:
+    """The file names of ``paths`` (the webuis store module files as full paths, Windows ones too), for messages."""
+    return [str(path).replace("\\", "/").rsplit("/", 1)[-1] for path in paths]
 
 
 def model_title(sd_model: Any) -> str:

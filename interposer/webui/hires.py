@@ -46,7 +46,7 @@ def hires_latents(generation, samples, target: Family | None):
             generation.warn_about_vae_override(dirn)
             samples = generation.convert(samples, dirn, "hires", source, target)
             generation.family = target if target is not None else Family.of_space(dirn.dst)
-        elif crossing and source.key == target.key:
+        elif crossing and source.relaid_as(target):
             samples = relayout(generation, samples, source, target)
         return samples
     if not latent_mode:
@@ -85,14 +85,8 @@ def learned_upscale(generation, samples, target: Family | None):
     if source is not None and source.space is None and source.same_as(target or source):
         return interpolate(generation, samples, source, size)
     # Klein -> Mugen: one space in two layouts, upscaled in the space and laid out as the hires model holds it.
-    relayout = (
-        generation.options.enabled
-        and dirn is None
-        and source is not None
-        and target is not None
-        and (source.key == target.key and not source.same_as(target))
-    )
-    landing = target if (dirn is not None or relayout) and target is not None else source
+    relaid = generation.options.enabled and dirn is None and source is not None and source.relaid_as(target)
+    landing = target if (dirn is not None or relaid) and target is not None else source
     space_size = landing.space_size(size) if landing is not None else size
     x = source.to_space(samples) if source is not None else samples
     if dirn is not None:
@@ -109,7 +103,7 @@ def learned_upscale(generation, samples, target: Family | None):
             )
         result, report = generation.converter.run_upscale(x, space, size=space_size)
         reports = [report]
-    if dirn is not None or relayout:
+    if dirn is not None or relaid:
         generation.family = target if target is not None else Family.of_space(dirn.dst)
     for report in reports:
         generation.record(report, "hires")
@@ -183,7 +177,7 @@ def plan(generation, source: Family | None, target: Family | None) -> Direction 
             generation.say_once("same", f"both passes are {source.description}: nothing to convert.")
         return None
     refuse_unsupported(generation, source, target, "hires pass")
-    if source.key == target.key:
+    if source.relaid_as(target):
         return None  # one space in two layouts: re-laid out, nothing to convert
     return Direction(source.space, target.space)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import InterposerError, WeightsNotFoundError
 from . import hires
-from .families import vae_file_channels
+from .families import file_names, vae_file_channels
 from .options import AUTO, LEARNED_UPSCALE_MODE
 from .samplers import RefinerSwitchError, switch_refusal
 
@@ -65,7 +65,7 @@ def check_hires_modules(generation: Any) -> None:
     modules = webui.first_pass_modules(generation.option)
     if not target.bundled:
         kept = (
-            f"the first pass's {source.description} files ({', '.join(_basenames(modules))})"
+            f"the first pass's {source.description} files ({', '.join(file_names(modules))})"
             if modules
             else f"none at all (the {source.description} first pass used those inside its checkpoint)"
         )
@@ -78,7 +78,7 @@ def check_hires_modules(generation: Any) -> None:
         webui.use_builtin_hires_modules(p)
         generation.log(
             f"the hires checkpoint {target.title!r} is {target.family.description} and the first pass ran with "
-            f"{', '.join(_basenames(modules))}: the hires pass uses the VAE and text encoders inside its checkpoint "
+            f"{', '.join(file_names(modules))}: the hires pass uses the VAE and text encoders inside its checkpoint "
             f"('Built-in' instead of 'Use same choices' in {webui.hires_modules_setting})."
         )
 
@@ -91,14 +91,10 @@ def check_chosen_vae(webui: Any, p: Any, target: Any) -> None:
         channels = vae_file_channels(path)
         if channels is not None and channels != expected:
             raise HiresModulesError(
-                f"Latent Interposer: the VAE file {_basenames([path])[0]} chosen in {webui.hires_modules_setting} "
+                f"Latent Interposer: the VAE file {file_names([path])[0]} chosen in {webui.hires_modules_setting} "
                 f"has {channels}-channel latents, but the hires checkpoint {target.title!r} "
                 f"({target.family.description}) needs {expected}. Choose that checkpoint's own VAE there."
             )
-
-
-def _basenames(paths: list[str]) -> list[str]:
-    return [str(path).replace("\\", "/").rsplit("/", 1)[-1] for path in paths]
 
 
 def check_hires(generation: Any) -> None:

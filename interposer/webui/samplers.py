@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..directions import Direction
 from ..errors import InterposerError
+from .families import file_names
 
 
 class RefinerSwitchError(InterposerError, RuntimeError):
@@ -140,7 +141,7 @@ def switch_refusal(webui, option, strategy: str, current, target, sampler: str |
         )
     modules = webui.first_pass_modules(option)
     if modules:
-        names = ", ".join(str(m).replace("\\", "/").rsplit("/", 1)[-1] for m in modules)
+        names = ", ".join(file_names(modules))
         return (
             f"Latent Interposer: the refiner {target.title!r} ({target.family.description}) would be loaded with "
             f"the first pass's VAE / text-encoder files ({names}), which belong to {current.family.description}: "
