@@ -13,7 +13,6 @@ Everything the suite reads comes from one of three places, so it runs on a bare 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -24,11 +23,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from data_paths import CACHE, SHARED, taesd_dir  # noqa: E402
 from fixture_maker import make_fixtures  # noqa: E402
 from scenes import write_scenes  # noqa: E402
-
-CACHE = REPO / ".cache"
-SHARED = Path(os.environ.get("INTERPOSER_SHARED") or REPO.parent / "shared")
 
 
 def _fixture_root() -> Path:
@@ -38,17 +35,10 @@ def _fixture_root() -> Path:
     return make_fixtures(CACHE / "fixtures")
 
 
-def _taesd_dir() -> Path | None:
-    for folder in (os.environ.get("INTERPOSER_TAESD_DIR"), SHARED / "vae" / "taesd", CACHE / "taesd"):
-        if folder and (Path(folder) / "taesd_encoder.safetensors").is_file():
-            return Path(folder)
-    return None
-
-
 FIXTURE_ROOT = _fixture_root()
 FIXTURES = FIXTURE_ROOT / "interposer_v4"
 UPSCALER_FIXTURES = FIXTURE_ROOT / "latent_upscaler_v2"
-TAESD_DIR = _taesd_dir()
+TAESD_DIR = taesd_dir()
 NO_TAESD = (
     "no TAESD files: run ./run.sh test once with a connection (it fills .cache/taesd from the hub), or set "
     "INTERPOSER_TAESD_DIR to a folder with taesd_encoder.safetensors and the other tiny VAEs"

@@ -17,14 +17,14 @@ sys.path.insert(0, str(REPO))
 from interposer import hub  # noqa: E402
 from interposer.taesd import PARTS, TAESD_NAMES  # noqa: E402
 
-CACHE = REPO / ".cache" / "taesd"
+sys.path.insert(0, str(REPO / "tests"))
+from data_paths import TAESD_CACHE as CACHE  # noqa: E402
+from data_paths import taesd_dir  # noqa: E402
 
 
 def main() -> int:
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import TAESD_DIR
-
-    if TAESD_DIR is not None and TAESD_DIR != CACHE:
+    found = taesd_dir()
+    if found is not None and found != CACHE:
         return 0
     wanted = [(name, part) for name in TAESD_NAMES.values() for part in PARTS]
     missing = [(name, part) for name, part in wanted if not (CACHE / f"{name}_{part}.safetensors").is_file()]
