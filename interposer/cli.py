@@ -14,8 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .directions import HUB_REVISION, Direction, direction, published_directions
+from .directions import BUNDLED_TAG, HUB_REVISION, Direction, bundled_directions, direction, published_directions
 from .errors import InterposerError
+from .lookup import bundled_path
 from .runtime import ORDERS, PRECISIONS, Converter
 from .safetensors_header import read_safetensors_header
 from .spaces import SPACES, get_space
@@ -123,6 +124,18 @@ def cmd_list(args: argparse.Namespace) -> int:
             else:
                 rows.append((label, "no", f"hub (download): {spec.hub_url(args.revision, args.repo)}"))
         _print_rows(rows)
+    print(f"\nInterposers trained by this project (bundled with the extension, {BUNDLED_TAG}; docs/models.md):")
+    rows = [("direction", "available", "source")]
+    for dirn in bundled_directions():
+        local = find_local(dirn, query.folders)
+        bundled = bundled_path(dirn)
+        if local is not None:
+            rows.append((dirn.name, "yes", f"folder: {local}{_trained_note(local)} (used instead of the bundled file)"))
+        elif bundled is not None and bundled.is_file():
+            rows.append((dirn.name, "yes", f"bundled: {bundled}"))
+        else:
+            rows.append((dirn.name, "no", f"bundled file missing ({bundled}): update or reinstall the extension"))
+    _print_rows(rows)
     custom = [(_custom_label(path, meta), "yes", f"trained, {meta.get('version', 'custom')}: {path}")
               for path, meta in _custom_files(query.folders)]  # fmt: skip
     if custom:
@@ -196,6 +209,15 @@ def cmd_download(args: argparse.Namespace) -> int:
     for spec in targets:
         subfolder = spec.hub_subfolder
         where = (str(Path(folder) / subfolder) if subfolder else folder) if folder else "the Hugging Face cache"
+        bundled = bundled_path(spec)
+        if bundled is not None:  # nothing to fetch: it is in the package (or the package is damaged)
+            if bundled.is_file():
+                print(f"{spec.name}: bundled with the extension, nothing to download ({bundled})")
+            else:
+                failures += 1
+                print(f"error: {spec.name}: the bundled file {bundled} is missing: update or reinstall the "
+                      "extension.", file=sys.stderr)  # fmt: skip
+            continue
         print(f"{spec.name}: downloading {spec.filename()} into {where}")
         try:
             path = download_from_hub(spec, local_dir=folder, revision=args.revision, repo_id=args.repo)

@@ -45,6 +45,20 @@ PUBLISHED: tuple[tuple[str, str], ...] = (
 )
 
 
+# The directions this project trains and ships inside the package (``interposer/bundled/``, docs/models.md):
+# nobody publishes them. Their files carry BUNDLED_TAG; a user's own file under the published name
+# (``{name}_interposer-v4.0.safetensors`` in a weights folder) is found first.
+BUNDLED: tuple[tuple[str, str], ...] = (
+    ("xl", "fx"),
+    ("v1", "fx"),
+    ("f2", "xl"),
+    ("f2", "v1"),
+    ("xl", "f2"),
+    ("v1", "f2"),
+)
+BUNDLED_TAG = "li-1"
+
+
 def factor_text(factor: float) -> str:
     """``1.25``, ``1.5``, ``2.0``: factors written as in the published upscaler file names."""
     return repr(float(factor))
@@ -72,6 +86,11 @@ class Direction:
     @property
     def is_published(self) -> bool:
         return self.factor == 1.0 and (self.src.name, self.dst.name) in PUBLISHED
+
+    @property
+    def is_bundled(self) -> bool:
+        """Trained by this project and shipped in the package (:data:`BUNDLED`): found without a download."""
+        return self.factor == 1.0 and (self.src.name, self.dst.name) in BUNDLED
 
     @property
     def in_space(self) -> LatentSpace:
@@ -136,5 +155,12 @@ def published_directions() -> list[Direction]:
     return [direction(s, d) for s, d in PUBLISHED]
 
 
+def bundled_directions() -> list[Direction]:
+    return [direction(s, d) for s, d in BUNDLED]
+
+
 def published_list() -> str:
-    return "Published directions: " + ", ".join(f"{s}-to-{d}" for s, d in PUBLISHED) + "."
+    return (
+        "Published directions: " + ", ".join(f"{s}-to-{d}" for s, d in PUBLISHED)
+        + "; bundled with the extension: " + ", ".join(f"{s}-to-{d}" for s, d in BUNDLED) + "."
+    )  # fmt: skip

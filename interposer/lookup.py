@@ -24,6 +24,19 @@ def find_local(spec: Any, folders: Iterable[str | os.PathLike], version: str | N
     return next((p for p in local_candidates(spec, folders, version) if p.is_file()), None)
 
 
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+
+
+def bundled_path(spec: Any, version: str | None = None) -> Path | None:
+    """The package's own file for a bundled direction (``spec.is_bundled``), looked up only for the default
+    version: a request for another tag means a file of the user's. None when the spec has none."""
+    if not getattr(spec, "is_bundled", False) or (version or spec.default_version) != spec.default_version:
+        return None
+    from .directions import BUNDLED_TAG
+
+    return BUNDLED_DIR / spec.filename(BUNDLED_TAG)
+
+
 def quarantine(path: Path) -> str:
     """Move a broken file where no lookup will find it again; return what was done.
 

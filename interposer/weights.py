@@ -28,7 +28,7 @@ from .atomic_files import save_safetensors
 from .directions import HUB_REVISION, Direction, published_list
 from .errors import CorruptWeightsError, WeightsNotFoundError, require
 from .kinds import UPSCALER, ModelKind, kind_of, kind_of_config, kind_of_file, upscaler_layout
-from .lookup import find_local, local_candidates, quarantine
+from .lookup import bundled_path, find_local, local_candidates, quarantine
 from .safetensors_header import read_safetensors_header
 from .upscalers import PUBLISHED_FACTORS, PUBLISHED_SPACES, UpscalerSpec, parse_filename
 
@@ -225,6 +225,15 @@ def resolve(spec: Spec, query: WeightsQuery) -> Path:
     looked = [str(p) for p in local_candidates(spec, query.folders, version)]
     looked_text = f" Looked in: {', '.join(looked)}." if looked else ""
     filename = spec.filename(version)
+    bundled = bundled_path(spec, version)
+    if bundled is not None:
+        if bundled.is_file():
+            return bundled
+        raise WeightsNotFoundError(
+            f"No weights for {spec.name}: the file the extension ships, {bundled}, is missing, and there is no "
+            f"local file {filename}.{looked_text} Update or reinstall the extension (git pull, or Extensions > "
+            "Install from URL again) to get it back."
+        )
     if not spec.is_published:
         raise WeightsNotFoundError(
             f"No weights for {spec.name}: there are no published weights for it and no local file "
@@ -266,6 +275,10 @@ def resolve_and_load(spec: Spec, query: WeightsQuery) -> LoadedWeights:
     except CorruptWeightsError as exc:
         if query.path_for(spec):  # the user named this file: report, do not touch it
             raise
+        if path == bundled_path(spec, query.version_for(spec)):  # the package's own file: never moved away
+            raise CorruptWeightsError(
+                f"{exc} It is a file the extension ships: update or reinstall the extension to repair it."
+            ) from exc
         action = quarantine(path)
         log.warning("%s The file was %s.", exc, action)
         message = f"{exc} The broken file was {action}."

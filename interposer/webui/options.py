@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..directions import PUBLISHED
+from ..directions import BUNDLED, PUBLISHED
 
 SECTION = ("latent_interposer", "Latent Interposer")
 CATEGORY = "sd"
@@ -29,9 +29,12 @@ LEARNED_UPSCALE_MODE = "Latent (NN)"
 LEARNED_UPSCALE_SETTINGS = {"mode": "bilinear", "antialias": False}
 
 # Families the webuis load (SD1.x/2.x, SDXL, SD3; on the Forges also the FLUX.1 family: FLUX.1, Chroma, Z-Image,
-# Lumina 2): directions between them that have weights. FLUX.1 is a source only (no published *-to-fx).
-WEBUI_FAMILIES = ("v1", "xl", "v3", "fx")
-WEBUI_DIRECTIONS = tuple(f"{s}-to-{d}" for s, d in PUBLISHED if s in WEBUI_FAMILIES and d in WEBUI_FAMILIES)
+# Lumina 2, and on Neo 2.2x FLUX.2 Klein and Mugen): directions between them that have weights, city96's published
+# ones then the ones this project trained and bundles.
+WEBUI_FAMILIES = ("v1", "xl", "v3", "fx", "f2")
+WEBUI_DIRECTIONS = tuple(
+    f"{s}-to-{d}" for s, d in (*PUBLISHED, *BUNDLED) if s in WEBUI_FAMILIES and d in WEBUI_FAMILIES
+)
 AUTO = "Auto"
 FROM_SETTINGS = "From settings"
 PRECISION_CHOICES = ("Auto", "fp32", "fp16", "bf16")

@@ -110,6 +110,6 @@ def test_compare_without_a_tiny_vae_for_the_space(tmp_path, capsys):
 
 
 def test_unknown_direction_lists_the_published_ones(capsys, tmp_path):
-    assert main(["download", "v1-to-fx", "--dir", str(tmp_path)]) == 1
+    assert main(["download", "fx-to-f2", "--dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert "no published weights for v1-to-fx" in err and "xl-to-v1" in err
+    assert "no published weights for fx-to-f2" in err and "xl-to-v1" in err

@@ -77,7 +77,7 @@ def test_with_a_mirror_set_the_message_also_names_huggingface_co(tmp_path, monke
 
 def test_unpublished_direction_lists_the_published_ones(tmp_path):
     with pytest.raises(WeightsNotFoundError) as info:
-        resolve(direction("v1-to-fx"), WeightsQuery(folders=[str(tmp_path)]))
+        resolve(direction("fx-to-f2"), WeightsQuery(folders=[str(tmp_path)]))
     assert "no published weights" in str(info.value)
     assert "xl-to-v1" in str(info.value) and "ca-to-v3" in str(info.value)
 

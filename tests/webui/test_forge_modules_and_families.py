@@ -197,8 +197,29 @@ def test_klein_and_mugen_files_are_flux2_packed_and_unpacked(neo):
 
 @pytest.mark.parametrize(("base", "hires", "direction"), [("klein", "sdxl", "f2-to-xl"), ("mugen", "sd15", "f2-to-v1"),
                                                           ("sdxl", "mugen", "xl-to-f2")])  # fmt: skip
-def test_flux2_crossings_without_weights_are_refused_before_sampling(neo, base, hires, direction):
-    """No FLUX.2 interposer is published: one line before the first pass, naming both families and what to do."""
+def test_flux2_crossings_whose_bundled_file_is_gone_are_refused_before_sampling(neo, base, hires, direction,
+                                                                                 monkeypatch, tmp_path):  # fmt: skip
+    """The extension ships these; a damaged install without them says so in one line before the first pass,
+    naming both families, how to get the file back, and the pixel route."""
+    from modules import shared
+
+    from interposer import lookup
+
+    monkeypatch.setattr(lookup, "BUNDLED_DIR", tmp_path / "bundled-removed")
+    with pytest.raises(Exception) as info:
+        neo.generate(TITLE, hr_upscaler=NN, hr_checkpoint_name=hires, **first(base))
+    message = str(info.value)
+    assert message.startswith("Latent Interposer: the hires pass goes from ")
+    assert f"No weights for {direction}: the file the extension ships" in message
+    assert "reinstall the extension" in message and "Or use a pixel upscaler for hires fix" in message
+    assert "FLUX.2" in message and shared.sd_model.apply_calls == 0 and not neo.hires_inputs
+
+
+@pytest.mark.parametrize(("base", "hires", "direction"), [("lumina2", "mugen", "fx-to-f2"),
+                                                          ("mugen", "lumina2", "f2-to-fx")])  # fmt: skip
+def test_crossings_nobody_has_weights_for_are_refused_before_sampling(neo, base, hires, direction):
+    """FLUX.1 <-> FLUX.2 is neither published nor bundled: one line before the first pass, naming both families,
+    the trainer and the pixel route."""
     from modules import shared
 
     with pytest.raises(Exception) as info:

@@ -107,12 +107,17 @@ def test_a_family_without_an_interposer_is_refused_in_one_line_before_sampling(n
     assert len(said) == 1 and info.value.__cause__ is None
 
 
-def test_a_flux_family_hires_checkpoint_is_refused_before_sampling(neo):
-    """There are no *-to-fx weights: an SDXL first pass cannot be finished by Lumina 2 with latents. The hires
-    checkpoint's family is read from its file, so this is said before the first pass."""
+def test_without_its_bundled_file_a_flux_family_hires_checkpoint_is_refused_before_sampling(neo, monkeypatch,
+                                                                                              tmp_path):  # fmt: skip
+    """xl-to-fx ships with the extension; an install that lost the file cannot finish an SDXL first pass in
+    Lumina 2 with latents. The hires checkpoint's family is read from its file, so this is said before the first
+    pass."""
     from modules import shared
 
-    with pytest.raises(Exception, match=r"No weights for xl-to-fx: there are no published weights for it"):
+    from interposer import lookup
+
+    monkeypatch.setattr(lookup, "BUNDLED_DIR", tmp_path / "bundled-removed")
+    with pytest.raises(Exception, match=r"No weights for xl-to-fx: the file the extension ships, .* is missing"):
         neo.generate(TITLE, hr_checkpoint_name="lumina2")
     assert shared.sd_model.apply_calls == 0 and not neo.hires_inputs
 
