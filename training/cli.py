@@ -283,8 +283,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export, usage_note
 
-    path = export(args.checkpoint, args.out_dir, args.tag, ema=args.ema, reverse=args.reverse)
+    card = None
+    if args.card:
+        try:
+            report = json.loads(Path(args.card).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InterposerError(f"--card {args.card}: not a readable eval report.json ({exc}).") from exc
+        card = {"report": report, "licence": args.licence, "data_note": args.data_note}
+    path = export(args.checkpoint, args.out_dir, args.tag, ema=args.ema, reverse=args.reverse, half=args.half,
+                  card=card)  # fmt: skip
     print(f"Wrote {path}\n{usage_note(path, args.tag)}")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from .card import cards_markdown
+
+    print(cards_markdown(args.files), end="")
     return 0
 
 
@@ -398,7 +413,19 @@ def build_parser() -> argparse.ArgumentParser:
     ema.add_argument("--ema", dest="ema", action="store_true", default=None, help="the EMA weights (default if kept)")
     ema.add_argument("--no-ema", dest="ema", action="store_false", help="the raw weights")
     p.add_argument("--reverse", action="store_true", help="the dst->src model of a reverse=true run")
+    p.add_argument("--half", action="store_true", help="store fp16 tensors (half the size)")
+    p.add_argument("--card", metavar="REPORT", help="an eval report.json of this run: put a model card into the file")
+    p.add_argument("--licence", default="Apache-2.0", help="the card's licence of the weights (default Apache-2.0)")
+    p.add_argument("--data-note", default="", help="the card's words on the training data and where it came from")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "card",
+        help="print the model cards of exported files as Markdown",
+        description="The held-out table and each file's card (export --card), as docs/models.md.",
+    )
+    p.add_argument("files", nargs="+", help="exported weights files with a model card")
+    p.set_defaults(func=cmd_card)
     return parser
 
 

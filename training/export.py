@@ -81,8 +81,14 @@ def export(
     *,
     ema: bool | None = None,
     reverse: bool = False,
+    half: bool = False,
+    card: dict | None = None,
 ) -> Path:
-    """Write the file (named like the published ones, see the module docstring); return its path."""
+    """Write the file (named like the published ones, see the module docstring); return its path.
+
+    ``half``: fp16 tensors (half the size; the runtime computes in the precision it is asked for). ``card``:
+    what :func:`training.card.model_card` needs besides the run: ``report`` (an eval report.json's contents),
+    ``licence`` and ``data_note``; the card goes into the file's ``model_card`` metadata."""
     if not TAG.match(tag):
         raise InterposerError(f"Tag {tag!r}: use letters, digits, '.', '_', '+', '-' (e.g. 'mine-1' or 'v4.0').")
     checkpoint = find_checkpoint(checkpoint)
@@ -92,6 +98,14 @@ def export(
         "version": tag, "format_version": EXPORT_FORMAT_VERSION, "training": json.dumps(summary), TRAINED_KEY: "true",
         "exported_by": f"sd-webui-latent-interposer {__version__} (python -m training export)",
     }  # fmt: skip
+    if half:
+        state_dict = {k: v.half() if v.is_floating_point() else v for k, v in state_dict.items()}
+    if card is not None:
+        from .card import CARD_KEY, model_card, retrain_command
+
+        made = model_card({**summary, "direction": dirn.name}, card["report"], licence=card["licence"],
+                          data_note=card["data_note"], retrain=retrain_command(summary["config"]))  # fmt: skip
+        metadata[CARD_KEY] = json.dumps(made)
     path = save_weights(Path(out_dir) / dirn.filename(tag), state_dict, config, direction=dirn, metadata=metadata)
     load_weights(path, dirn)  # the file must load exactly as the webui and the CLI load it
     return path

@@ -138,7 +138,9 @@ def fit_linear_start(src: torch.Tensor, dst: torch.Tensor, config) -> tuple[torc
 
 
 def linear_model(config, fit: tuple[torch.Tensor, torch.Tensor]) -> torch.nn.Module:
-    """The least-squares map as a network of the run's layout (exact; eval mode)."""
+    """The least-squares map as a network of the run's layout (exact; eval mode), widened where the run's
+    ch_mid is too narrow to carry it (the baseline of a run without a warm start)."""
+    config = replace(config, ch_mid=max(config.ch_mid, 2 * max(config.ch_in, config.ch_out)))
     model = build_model(config, 0.0)
     apply_warm_start(model, fit)
     return model.eval()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from interposer.errors import InterposerError
 from interposer.model import InterposerV4
 from interposer.upscaler_model import LatentUpscalerV2
 
@@ -46,7 +47,10 @@ def _carried(model: torch.nn.Module, channels: int, which: str) -> int:
     """How many hidden channels carry the map (2 per channel: relu(y), relu(-y)); the model must have them."""
     carried, width = 2 * channels, model.config.ch_mid
     if width < carried:
-        raise ValueError(f"a warm start needs ch_mid >= {carried} (2 x the {which} channels), got {width}")
+        raise InterposerError(
+            f"warm_start=linear needs ch_mid >= {carried} (2 x the {which} channels), got ch_mid={width}: add "
+            f"--set ch_mid={carried}, or warm_start=none."
+        )
     return carried
 
 

@@ -1,0 +1,120 @@
+"""The trainer into the wider spaces and out of FLUX.2 (issue 20's directions): encode with taef1 and taef2, a tiny
+run with the image-space loss through the 16- and 32-channel decoders, eval against the bridge and the linear map,
+an fp16 export with its model card, and the card as the docs print it. Plumbing at tiny sizes, not quality."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import PHOTOS, TAESD_DIR, requires_taesd
+
+from interposer.directions import direction
+from interposer.weights import WeightsQuery, load_weights, resolve_and_load
+from training.card import cards_markdown, read_card, retrain_command
+from training.checkpoint import find_checkpoint, load_checkpoint
+from training.cli import main
+
+pytestmark = requires_taesd
+
+PICKS = ("004.jpg", "005.jpg", "006.jpg")
+
+
+@pytest.fixture(scope="module")
+def wide_data(tmp_path_factory):
+    if not all((TAESD_DIR / f"{n}_encoder.safetensors").is_file() for n in ("taef1", "taef2")):
+        pytest.skip(f"no taef1/taef2 in {TAESD_DIR}")
+    root = tmp_path_factory.mktemp("wide")
+    images = root / "images"
+    images.mkdir()
+    for name in PICKS:
+        (images / name).symlink_to(PHOTOS / name)
+    code = main(["encode", str(images), str(root / "data"), "--families", "v1", "fx", "f2", "--holdout", "1", "--rgb",
+                 "--taesd-dir", str(TAESD_DIR), "--no-download", "--crop", "96", "--crops-per-image", "2",
+                 "--max-side", "160", "--seed", "1", "-q"])  # fmt: skip
+    assert code == 0
+    return root / "data"
+
+
+@pytest.mark.parametrize(("src", "dst", "channels"), [("v1", "fx", 16), ("f2", "v1", 4)])
+def test_a_tiny_run_with_the_image_loss_into_fx_and_out_of_f2(wide_data, tmp_path, src, dst, channels):
+    """A warm start carries each output channel twice: 16 channels need ch_mid 32."""
+    out = tmp_path / f"{src}-to-{dst}"
+    code = main(["train", "--preset", "tiny", "--data", str(wide_data), "--src", src, "--dst", dst, "--out", str(out),
+                 "--set", f"ch_mid={2 * channels}", "image_weight=5", "color_weight=1", "warm_start=linear",
+                 "bn=frozen", "crop=8", "image_crop=6", "image_margin=4", "-q"])  # fmt: skip
+    assert code == 0
+    groups, state = load_checkpoint(find_checkpoint(out))
+    assert state["step"] == 12 and groups["model"]["tail.weight"].shape[0] == channels
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final"] and summary["val_psnr"] > 5 and summary["val_psnr_linear"] > 5
+
+
+def test_eval_export_half_with_a_card_and_the_docs_table(wide_data, tmp_path, capsys):
+    run = tmp_path / "xl-to-f2"
+    assert main(["train", "--preset", "tiny", "--data", str(wide_data), "--src", "v1", "--dst", "f2", "--out", str(run),
+                 "--steps", "6", "-q"]) == 0  # fmt: skip
+    report = tmp_path / "eval"
+    assert main(["eval", str(run), "--data", str(wide_data), "--out", str(report), "--max-side", "96",
+                 "--taesd-dir", str(TAESD_DIR), "--no-download", "--grid-images", "0"]) == 0  # fmt: skip
+    folder = tmp_path / "weights"
+    assert main(["export", str(run), "--tag", "v4.0", "--out-dir", str(folder), "--half", "--card",
+                 str(report / "report.json"), "--data-note", "Three test scenes."]) == 0  # fmt: skip
+    path = folder / "v1-to-f2_interposer-v4.0.safetensors"
+    loaded = resolve_and_load(direction("v1-to-f2"), WeightsQuery(folders=[str(folder)], allow_download=False))
+    assert loaded.path == path
+    assert {t.dtype for t in loaded.state_dict.values() if t.is_floating_point()} == {torch.float16}
+    full = json.loads((report / "report.json").read_text())
+    card = read_card(path)
+    assert card["direction"] == "v1-to-f2" and card["steps"] == 6 and card["licence"] == "Apache-2.0"
+    assert card["held_out"]["psnr"] == full["mean"]["interposer"]["psnr"]
+    assert card["held_out"]["linear_psnr"] == full["mean"]["linear map"]["psnr"]
+    assert card["retrain"] == "python -m training train --preset tiny --data DATA --src v1 --dst f2 --steps 6"
+    assert card["data"]["note"] == "Three test scenes." and card["data"]["vaes"] == ["f2", "fx", "v1"]
+    capsys.readouterr()
+    assert main(["card", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("| direction |") and "| v1-to-f2 | `v1-to-f2_interposer-v4.0.safetensors` |" in text
+    assert cards_markdown([path]) == text and "### v1-to-f2" in text
+    # the same weights as the fp32 export of the same checkpoint, rounded to fp16
+    assert main(["export", str(run), "--tag", "fp32", "--out-dir", str(folder)]) == 0
+    full_precision = load_weights(folder / "v1-to-f2_interposer-fp32.safetensors")
+    assert full_precision.metadata.get("model_card") is None
+    for key, value in full_precision.state_dict.items():
+        assert torch.equal(loaded.state_dict[key], value.half() if value.is_floating_point() else value), key
+
+
+def test_a_card_for_another_direction_or_an_unreadable_report_is_one_line(wide_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--data", str(wide_data), "--src", "fx", "--dst", "f2", "--out",
+                 str(run), "--steps", "2", "-q"]) == 0  # fmt: skip
+    wrong = tmp_path / "report.json"
+    wrong.write_text(json.dumps({"direction": "xl-to-v1", "mean": {}}))
+    capsys.readouterr()
+    assert main(["export", str(run), "--tag", "x", "--out-dir", str(tmp_path), "--card", str(wrong)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "The eval report is for xl-to-v1, the weights for fx-to-f2." in err and "\n" not in err
+    missing = str(tmp_path / "no.json")
+    assert main(["export", str(run), "--tag", "x", "--out-dir", str(tmp_path), "--card", missing]) == 1
+    assert "not a readable eval report.json" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.safetensors"))
+
+
+def test_a_warm_start_too_narrow_for_the_target_is_one_line_naming_the_fix(wide_data, tmp_path, capsys):
+    code = main(["train", "--preset", "tiny", "--data", str(wide_data), "--src", "v1", "--dst", "f2", "--out",
+                 str(tmp_path / "r"), "--set", "warm_start=linear", "bn=frozen", "-q"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "needs ch_mid >= 64 (2 x the output channels)" in err and "--set ch_mid=64" in err
+    assert "\n" not in err and "Traceback" not in err
+
+
+def test_the_retrain_command_is_the_nearest_preset_plus_the_differences():
+    from training.config import build_config
+
+    config = build_config("cpu", None, {"steps": 2500, "lr": 3e-4, "src": "xl", "dst": "fx", "data": "/x"}).to_dict()
+    assert retrain_command(config) == ("python -m training train --preset cpu --data DATA --src xl --dst fx "
+                                       "--steps 2500 --lr 0.0003")  # fmt: skip
+    config = build_config("gpu", None, {"src": "f2", "dst": "v1", "blocks": 6}).to_dict()
+    expected = "python -m training train --preset gpu --data DATA --src f2 --dst v1 --set blocks=6"
+    assert retrain_command(config) == expected

@@ -1,0 +1,115 @@
+"""Model cards: what a shipped weights file is, what it was trained on and how well it does, in the file itself.
+
+``export --card REPORT`` puts :func:`model_card` (JSON) into the file's ``model_card`` metadata, built from the
+run's training summary and an ``eval`` report on held-out images; ``card FILE ...`` prints the cards of files as
+Markdown (docs/models.md is that output), so the docs and the files cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from interposer.errors import InterposerError
+from interposer.safetensors_header import read_safetensors_header
+
+CARD_KEY = "model_card"
+CARD_VERSION = 1
+
+
+def model_card(summary: dict, report: dict, *, licence: str, data_note: str, retrain: str) -> dict:
+    """The card of one exported file: ``summary`` is the export's training summary, ``report`` an ``eval``
+    report.json of the same weights (its direction must match)."""
+    direction = summary.get("direction") or report["direction"]
+    if report.get("direction") != direction:
+        raise InterposerError(f"The eval report is for {report.get('direction')}, the weights for {direction}.")
+    mean = report["mean"]
+    missing = [p for p in ("interposer", "VAE bridge", "linear map") if not mean.get(p)]
+    if missing:
+        raise InterposerError(f"The eval report lacks {', '.join(missing)} (run eval with --data for the linear map).")
+    data = summary.get("data") or {}
+    machine = summary.get("machine") or {}
+    ceiling = mean.get("target VAE round trip")
+    return {
+        "card_version": CARD_VERSION,
+        "direction": direction,
+        "licence": licence,
+        "data": {"note": data_note, "images": data.get("images"), "crops": data.get("crops"),
+                 "crop_px": data.get("crop_px"), "held_out_images": data.get("holdout"),
+                 "vaes": sorted((data.get("vaes") or {}).keys())},
+        "steps": summary.get("step"),
+        "machine": {"device": machine.get("device"), "precision": machine.get("precision"), "cpu": machine.get("cpu"),
+                    "steps_per_s": summary.get("steps_per_s"), "hours": round(summary.get("elapsed_s", 0) / 3600, 2)},
+        "held_out": {
+            "images": report["images"], "max_side": report.get("max_side"),
+            "psnr": mean["interposer"]["psnr"], "ssim": mean["interposer"]["ssim"],
+            "bridge_psnr": mean["VAE bridge"]["psnr"], "linear_psnr": mean["linear map"]["psnr"],
+            "ceiling_psnr": ceiling["psnr"] if ceiling else None, "gap_to_bridge": report.get("gap_to_bridge"),
+            "worst": report.get("worst"),
+        },
+        "retrain": retrain,
+    }  # fmt: skip
+
+
+# Options that say where and how a run ran, not what it trains: left out of the retrain command.
+_MACHINE_FIELDS = ("data", "out", "src", "dst", "device", "threads", "tensorboard", "precision", "compile")
+_FLAGS = {"steps": "--steps", "lr": "--lr", "batch": "--batch"}
+
+
+def retrain_command(config: dict) -> str:
+    """The shortest ``train`` command that reproduces ``config``: the preset it differs least from, then each
+    remaining difference as a flag or ``--set``."""
+    from .config import PRESETS, TrainConfig
+
+    def differences(preset: str) -> dict:
+        base = TrainConfig.from_dict(PRESETS[preset]).to_dict()
+        return {k: v for k, v in config.items() if k not in _MACHINE_FIELDS and base.get(k) != v}
+
+    preset = min(PRESETS, key=lambda name: len(differences(name)))
+    diff = differences(preset)
+    flags = [
+        f"{_FLAGS[k]} {v:g}" if isinstance(v, float) else f"{_FLAGS[k]} {v}" for k, v in diff.items() if k in _FLAGS
+    ]
+    sets = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in diff.items() if k not in _FLAGS]
+    command = f"python -m training train --preset {preset} --data DATA --src {config['src']} --dst {config['dst']}"
+    return " ".join([command, *flags, *(["--set", *sets] if sets else [])])
+
+
+def read_card(path: str | os.PathLike) -> dict:
+    """The card in a weights file's metadata (an error naming the file when it has none)."""
+    metadata = read_safetensors_header(Path(path))[1]
+    if CARD_KEY not in metadata:
+        raise InterposerError(f"{path} has no model card (export it with --card REPORT).")
+    return json.loads(metadata[CARD_KEY])
+
+
+def cards_markdown(paths: list[str | os.PathLike]) -> str:
+    """One table of the held-out results, then each card: what docs/models.md shows."""
+    cards = [(Path(p), read_card(p)) for p in paths]
+    lines = [
+        "| direction | file | held-out PSNR | TAE bridge | vs bridge | 1×1 linear map | vs linear | ceiling |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for path, card in cards:
+        h = card["held_out"]
+        ceiling = f"{h['ceiling_psnr']:.2f}" if h.get("ceiling_psnr") is not None else "—"
+        lines.append(f"| {card['direction']} | `{path.name}` | {h['psnr']:.2f} | {h['bridge_psnr']:.2f} | "
+                     f"{h['psnr'] - h['bridge_psnr']:+.2f} | {h['linear_psnr']:.2f} | "
+                     f"{h['psnr'] - h['linear_psnr']:+.2f} | {ceiling} |")  # fmt: skip
+    for path, card in cards:
+        h, m, d = card["held_out"], card["machine"], card["data"]
+        worst = h.get("worst") or {}
+        lines += [
+            "", f"### {card['direction']}", "",
+            f"- File: `{path.name}` ({path.stat().st_size / 1e6:.1f} MB, fp16), licence: {card['licence']}.",
+            f"- Data: {d['note']} {d['images']} training images, {d['crops']} crops of {d['crop_px']} px, encoded "
+            f"with the tiny autoencoders of {', '.join(d['vaes'])}.",
+            f"- Training: {card['steps']:,} steps on {m['device']} ({m['precision']}; {m['cpu']}), "
+            f"{m['steps_per_s']} steps/s, {m['hours']} h.",
+            f"- Held out ({h['images']} images, long side {h['max_side']} px): PSNR {h['psnr']:.2f} dB, SSIM "
+            f"{h['ssim']:.3f}; TAE bridge {h['bridge_psnr']:.2f} dB, 1×1 linear map {h['linear_psnr']:.2f} dB."
+            + (f" Worst image: {worst['psnr']:.2f} dB (bridge {worst['bridge_psnr']:.2f})." if worst else ""),
+            f"- Retrain: `{card['retrain']}`",
+        ]  # fmt: skip
+    return "\n".join(lines) + "\n"
