@@ -3,6 +3,8 @@
     .venv/bin/python docs/make_pictures.py            # the H200-trained files; writes docs/images/
     .venv/bin/python docs/make_pictures.py --published --weights-dir models/LatentInterposer --taesd-dir TAESD
                                                       # the same with city96's published files
+    .venv/bin/python docs/make_pictures.py --bundled  # convert-{xl-to-fx,xl-to-f2,f2-to-xl,f2-to-v1}.jpg with
+                                                      # the files the package ships (docs/models.md)
 
 1. ``convert-xl-to-v1.jpg``: one photo, SDXL -> SD1.5: original | no conversion | TAESD bridge |
    interposer, made by :func:`interposer.compare.run_compare` (what ``python -m interposer compare``
@@ -92,6 +94,33 @@ def conversion_picture(
         panel_side=panel_side, quality=QUALITY,
     )  # fmt: skip
     return Picture(result.grid, dict(result.psnr), result.ceiling)
+
+
+# One picture per target family of the directions the package ships (docs/models.md): into FLUX.1 and FLUX.2
+# from SDXL, and out of FLUX.2 into SDXL and SD1.5.
+BUNDLED_PICTURES = ("xl-to-fx", "xl-to-f2", "f2-to-xl", "f2-to-v1")
+
+
+def bundled_pictures(
+    photo: str | os.PathLike,
+    taesd_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    max_side: int = 512,
+    panel_side: int | None = 384,
+) -> dict[str, Picture]:
+    """original | no conversion | TAESD bridge | interposer for each of :data:`BUNDLED_PICTURES`, with the file
+    the package ships (the lookup a user gets: no weights folder, no download)."""
+    pictures = {}
+    for name in BUNDLED_PICTURES:
+        dirn = direction(name)
+        converter = Converter(weights=WeightsQuery(allow_download=False), device="cpu", precision="fp32")
+        result = run_compare(
+            photo, dirn, converter, Path(out_dir) / f"convert-{name}.jpg", taesd_dir=str(taesd_dir),
+            allow_download=False, max_side=max_side, panel_side=panel_side, quality=QUALITY,
+        )  # fmt: skip
+        pictures[name] = Picture(result.grid, dict(result.psnr), result.ceiling)
+    return pictures
 
 
 def crop_box(size: tuple[int, int], crop: int, centre: tuple[float, float]) -> tuple[slice, slice]:
@@ -190,7 +219,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=DEFAULT_CROP, help="hires picture: side of the 1:1 crop")
     parser.add_argument("--crop-centre", type=float, nargs=2, default=DEFAULT_CENTRE, metavar=("FX", "FY"),
                         help="hires picture: centre of the crop, as fractions of width and height")  # fmt: skip
+    parser.add_argument(
+        "--bundled",
+        action="store_true",
+        help=f"instead: the pictures of the shipped directions ({', '.join(BUNDLED_PICTURES)})",
+    )
     args = parser.parse_args(argv)
+    if args.bundled:
+        pictures = bundled_pictures(args.photo, args.taesd_dir, args.out_dir, max_side=args.max_side,
+                                    panel_side=args.panel_side)  # fmt: skip
+        print(f"Photo: {args.photo}")
+        print(describe(pictures))
+        return 0
     pictures = make_pictures(
         args.photo, args.weights_dir, args.taesd_dir, args.out_dir, family=args.family, max_side=args.max_side,
         panel_side=args.panel_side, crop=args.crop, centre=tuple(args.crop_centre),
