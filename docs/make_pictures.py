@@ -3,7 +3,7 @@
     .venv/bin/python docs/make_pictures.py            # the H200-trained files; writes docs/images/
     .venv/bin/python docs/make_pictures.py --published --weights-dir models/LatentInterposer --taesd-dir TAESD
                                                       # the same with city96's published files
-    .venv/bin/python docs/make_pictures.py --bundled  # convert-{xl-to-fx,xl-to-f2,f2-to-xl,f2-to-v1}.jpg with
+    .venv/bin/python docs/make_pictures.py --bundled  # convert-{xl-to-fx,v1-to-fx,f2-to-v1}.jpg with
                                                       # the files the package ships (docs/models.md)
 
 1. ``convert-xl-to-v1.jpg``: one photo, SDXL -> SD1.5: original | no conversion | TAESD bridge |
@@ -96,9 +96,9 @@ def conversion_picture(
     return Picture(result.grid, dict(result.psnr), result.ceiling)
 
 
-# One picture per target family of the directions the package ships (docs/models.md): into FLUX.1 and FLUX.2
-# from SDXL, and out of FLUX.2 into SDXL and SD1.5.
-BUNDLED_PICTURES = ("xl-to-fx", "xl-to-f2", "f2-to-xl", "f2-to-v1")
+# One picture per direction the package ships (docs/models.md): into FLUX.1 from SDXL and SD1.5, out of FLUX.2 into
+# SD1.5.
+BUNDLED_PICTURES = ("xl-to-fx", "v1-to-fx", "f2-to-v1")
 
 
 def bundled_pictures(

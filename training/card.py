@@ -94,8 +94,9 @@ def cards_markdown(paths: list[str | os.PathLike]) -> str:
     for path, card in cards:
         h = card["held_out"]
         ceiling = f"{h['ceiling_psnr']:.2f}" if h.get("ceiling_psnr") is not None else "—"
+        gap = h["gap_to_bridge"] if h.get("gap_to_bridge") is not None else h["psnr"] - h["bridge_psnr"]
         lines.append(f"| {card['direction']} | `{path.name}` | {h['psnr']:.2f} | {h['bridge_psnr']:.2f} | "
-                     f"{h['psnr'] - h['bridge_psnr']:+.2f} | {h['linear_psnr']:.2f} | "
+                     f"{gap:+.2f} | {h['linear_psnr']:.2f} | "
                      f"{h['psnr'] - h['linear_psnr']:+.2f} | {ceiling} |")  # fmt: skip
     for path, card in cards:
         h, m, d = card["held_out"], card["machine"], card["data"]

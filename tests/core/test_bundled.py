@@ -45,9 +45,8 @@ def package_dir(tmp_path, monkeypatch):
     return folder
 
 
-def test_the_bundled_directions_are_the_six_of_the_issue_and_none_is_published():
-    assert {d.name for d in bundled_directions()} == {"xl-to-fx", "v1-to-fx", "f2-to-xl", "f2-to-v1", "xl-to-f2",
-                                                       "v1-to-f2"}  # fmt: skip
+def test_the_bundled_directions_are_the_shipped_three_and_none_is_published():
+    assert {d.name for d in bundled_directions()} == {"xl-to-fx", "v1-to-fx", "f2-to-v1"}
     assert all(d.is_bundled and not d.is_published for d in bundled_directions())
     assert not direction("xl-to-v1").is_bundled and not direction("fx-to-f2").is_bundled
     assert not direction("xl-to-fx-x2.0").is_bundled  # a convert-and-upscale file is always the user's
@@ -93,7 +92,7 @@ def test_list_shows_bundled_and_overridden_and_download_fetches_nothing(package_
     out = capsys.readouterr().out
     assert f"xl-to-fx   yes        bundled: {package_dir / XL_FX.filename(BUNDLED_TAG)}" in out
     assert f"v1-to-fx   yes        folder: {own}" in out and "used instead of the bundled file" in out
-    assert "f2-to-xl   no         bundled file missing" in out
+    assert "f2-to-v1   no         bundled file missing" in out
     assert main(["download", "xl-to-fx", "--dir", str(models)]) == 0
     assert "bundled with the extension, nothing to download" in capsys.readouterr().out
     assert main(["download", "f2-to-v1", "--dir", str(models)]) == 1

@@ -303,6 +303,26 @@ def test_xyz_axis_off_and_on(neo):
     assert "Latent interposer" not in off.infotexts[0] and "Latent interposer" in on.infotexts[0]
 
 
+def test_a_shipped_direction_on_the_xyz_axis_and_pasted_back(neo):
+    """xl-to-fx (shipped with the extension) is an axis value like the published directions; the image it makes
+    pastes the explicit direction back into the script's dropdown."""
+    from modules import scripts
+    from modules.infotext_utils import apply_paste, parse_generation_parameters
+
+    xyz = next(d.module for d in scripts.scripts_data if d.script_class.__module__ == "xyz_grid.py")
+    axis = next(option for option in xyz.axis_options if option.label == "Latent interposer")
+    assert {"xl-to-fx", "v1-to-fx", "f2-to-v1"} <= set(axis.choices()) and "f2-to-xl" not in axis.choices()
+    p = neo.make_p(hr_checkpoint_name="lumina2")
+    p.scripts = neo.runner
+    p.script_args = tuple(neo.script_args())
+    (cell,) = xyz.run_cells(p, axis, ["xl-to-fx"])
+    assert 'Latent interposer: "xl-to-fx, li-1, fp32, explicit"' in cell.infotexts[0]
+    assert neo.hires_inputs[-1].x.shape[1] == 16
+    params = parse_generation_parameters(cell.infotexts[0])
+    updates = {c.label: v for c, v in apply_paste(neo.runner.infotext_fields, params).items()}
+    assert updates["Enable Latent Interposer"] is True and updates["Interposer direction"] == "xl-to-fx"
+
+
 def test_settings_exist_without_any_ui_settings_callback(neo):
     """--nowebui: no on_ui_settings callback ever runs; the options and their API reply must exist anyway."""
     from modules import script_callbacks, scripts, shared
