@@ -84,6 +84,13 @@ def read_card(path: str | os.PathLike) -> dict:
     return json.loads(metadata[CARD_KEY])
 
 
+def _dtype(path: Path) -> str:
+    """``fp16``, ``fp32`` ...: the floating-point dtype(s) of a file's tensors, from its header."""
+    header = read_safetensors_header(path)[0]
+    names = {"F16": "fp16", "BF16": "bf16", "F32": "fp32"}
+    return "/".join(sorted({names[t["dtype"]] for t in header.values() if t.get("dtype") in names}))
+
+
 def cards_markdown(paths: list[str | os.PathLike]) -> str:
     """One table of the held-out results, then each card: what docs/models.md shows."""
     cards = [(Path(p), read_card(p)) for p in paths]
@@ -103,7 +110,7 @@ def cards_markdown(paths: list[str | os.PathLike]) -> str:
         worst = h.get("worst") or {}
         lines += [
             "", f"### {card['direction']}", "",
-            f"- File: `{path.name}` ({path.stat().st_size / 1e6:.1f} MB, fp16), licence: {card['licence']}.",
+            f"- File: `{path.name}` ({path.stat().st_size / 1e6:.1f} MB, {_dtype(path)}), licence: {card['licence']}.",
             f"- Data: {d['note']} {d['images']} training images, {d['crops']} crops of {d['crop_px']} px, encoded "
             f"with the tiny autoencoders of {', '.join(d['vaes'])}.",
             f"- Training: {card['steps']:,} steps on {m['device']} ({m['precision']}; {m['cpu']}), "

@@ -76,7 +76,7 @@ def test_eval_export_half_with_a_card_and_the_docs_table(wide_data, tmp_path, ca
     assert main(["card", str(path)]) == 0
     text = capsys.readouterr().out
     assert text.startswith("| direction |") and "| v1-to-f2 | `v1-to-f2_interposer-v4.0.safetensors` |" in text
-    assert cards_markdown([path]) == text and "### v1-to-f2" in text
+    assert cards_markdown([path]) == text and "### v1-to-f2" in text and " MB, fp16), licence: Apache-2.0." in text
     # the same weights as the fp32 export of the same checkpoint, rounded to fp16
     assert main(["export", str(run), "--tag", "fp32", "--out-dir", str(folder)]) == 0
     full_precision = load_weights(folder / "v1-to-f2_interposer-fp32.safetensors")
@@ -85,7 +85,7 @@ def test_eval_export_half_with_a_card_and_the_docs_table(wide_data, tmp_path, ca
         assert torch.equal(loaded.state_dict[key], value.half() if value.is_floating_point() else value), key
 
 
-def test_a_card_for_another_direction_or_an_unreadable_report_is_one_line(wide_data, tmp_path, capsys):
+def test_card_errors_are_one_line(wide_data, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--preset", "tiny", "--data", str(wide_data), "--src", "fx", "--dst", "f2", "--out",
                  str(run), "--steps", "2", "-q"]) == 0  # fmt: skip
@@ -98,7 +98,16 @@ def test_a_card_for_another_direction_or_an_unreadable_report_is_one_line(wide_d
     missing = str(tmp_path / "no.json")
     assert main(["export", str(run), "--tag", "x", "--out-dir", str(tmp_path), "--card", missing]) == 1
     assert "not a readable eval report.json" in capsys.readouterr().err
+    no_linear = tmp_path / "no-linear.json"  # eval run without --data: no linear map to compare with
+    no_linear.write_text(json.dumps({"direction": "fx-to-f2", "mean": {"interposer": {"psnr": 20.0}}}))
+    assert main(["export", str(run), "--tag", "x", "--out-dir", str(tmp_path), "--card", str(no_linear)]) == 1
+    assert "The eval report lacks VAE bridge, linear map (run eval with --data" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.safetensors"))
+    assert main(["export", str(run), "--tag", "plain", "--out-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["card", str(tmp_path / "fx-to-f2_interposer-plain.safetensors")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("has no model card (export it with --card REPORT).") and "\n" not in err
 
 
 def test_a_warm_start_too_narrow_for_the_target_is_one_line_naming_the_fix(wide_data, tmp_path, capsys):
