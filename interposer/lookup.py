@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .directions import BUNDLED_TAG
+
 
 def local_candidates(spec: Any, folders: Iterable[str | os.PathLike], version: str | None = None) -> list[Path]:
     """Where a spec's file (a Direction or an UpscalerSpec) may sit in each folder: ``NAME`` and
@@ -32,8 +34,6 @@ def bundled_path(spec: Any, version: str | None = None) -> Path | None:
     version: a request for another tag means a file of the user's. None when the spec has none."""
     if not getattr(spec, "is_bundled", False) or (version or spec.default_version) != spec.default_version:
         return None
-    from .directions import BUNDLED_TAG
-
     return BUNDLED_DIR / spec.filename(BUNDLED_TAG)
 
 
