@@ -57,10 +57,18 @@ _MACHINE_FIELDS = ("data", "out", "src", "dst", "device", "threads", "tensorboar
 _FLAGS = {"steps": "--steps", "lr": "--lr", "batch": "--batch"}
 
 
-def retrain_command(config: dict) -> str:
+def retrain_command(config: dict, schedule: list | None = None) -> str:
     """The shortest ``train`` command that reproduces ``config``: the preset it differs least from, then each
-    remaining difference as a flag or ``--set``."""
+    remaining difference as a flag or ``--set``.
+
+    ``schedule`` (a checkpoint's ``[step, total]`` list) with more than one entry means the run was resumed with
+    a new ``--steps``, which restarts the cosine there: one command would train a different run, so the first
+    command stops at the first total and each later total is a ``--resume RUN --steps N``."""
     from .config import PRESETS, TrainConfig
+
+    stages = [int(total) for _, total in schedule or []]
+    if len(stages) > 1:
+        config = {**config, "steps": stages[0]}
 
     def differences(preset: str) -> dict:
         base = TrainConfig.from_dict(PRESETS[preset]).to_dict()
@@ -73,7 +81,9 @@ def retrain_command(config: dict) -> str:
     ]
     sets = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in diff.items() if k not in _FLAGS]
     command = f"python -m training train --preset {preset} --data DATA --src {config['src']} --dst {config['dst']}"
-    return " ".join([command, *flags, *(["--set", *sets] if sets else [])])
+    later = [f"python -m training train --resume RUN --data DATA --steps {total}" for total in stages[1:]]
+    first = " ".join([command, *(["--out RUN"] if later else []), *flags, *(["--set", *sets] if sets else [])])
+    return " && ".join([first, *later])
 
 
 def read_card(path: str | os.PathLike) -> dict:

@@ -64,6 +64,7 @@ def weights_from_checkpoint(
         tensors = groups["ema" if used_ema else "model"]
     summary = {
         "step": state["step"], "total_steps": state["total_steps"], "elapsed_s": state["elapsed_s"],
+        "schedule": state.get("schedule", [[0, state["total_steps"]]]),
         "val_l1": state.get("val_l1_ema" if used_ema else "val_l1"), "val_l1_linear": state.get("val_l1_linear"),
         "val_psnr": None if used_ema else state.get("val_psnr"), "val_psnr_linear": state.get("val_psnr_linear"),
         "steps_per_s": state.get("steps_per_s"), "machine": state.get("machine"),
@@ -104,7 +105,8 @@ def export(
         from .card import CARD_KEY, model_card, retrain_command
 
         made = model_card({**summary, "direction": dirn.name}, card["report"], licence=card["licence"],
-                          data_note=card["data_note"], retrain=retrain_command(summary["config"]))  # fmt: skip
+                          data_note=card["data_note"],
+                          retrain=retrain_command(summary["config"], summary["schedule"]))  # fmt: skip
         metadata[CARD_KEY] = json.dumps(made)
     path = save_weights(Path(out_dir) / dirn.filename(tag), state_dict, config, direction=dirn, metadata=metadata)
     load_weights(path, dirn)  # the file must load exactly as the webui and the CLI load it

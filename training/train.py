@@ -56,6 +56,7 @@ from interposer.upscalers import UpscalerSpec, upscaler
 from . import distributed
 from .checkpoint import (
     checkpoint_path,
+    find_checkpoint,
     list_checkpoints,
     load_checkpoint,
     load_optimizer,
@@ -425,6 +426,13 @@ def image_terms(image: torch.Tensor, target: torch.Tensor, color_weight: float) 
     return l1, color
 
 
+def run_folder_of(resume: str | Path, saved_out: str) -> Path | str:
+    """Where a resumed run goes on: the run folder that was resumed (a copy of a run continues in the copy,
+    never in the folder it was copied from); the saved ``out`` only for a checkpoint outside a run folder."""
+    path = find_checkpoint(resume)
+    return path.parent.parent if path.parent.name == "checkpoints" else saved_out
+
+
 def resume_config(saved: dict, overrides: dict) -> TrainConfig:
     """The checkpoint's configuration with the overrides a resume allows."""
     cfg = TrainConfig.from_dict(saved)
@@ -472,6 +480,8 @@ def train(
     if resume is not None:
         groups, state = load_checkpoint(resume)
         cfg = resume_config(state["config"], overrides or {})
+        if "out" not in (overrides or {}):
+            cfg = replace(cfg, out=str(run_folder_of(resume, cfg.out)))
     if not cfg.data:
         raise InterposerError("No training data: pass --data DIR (a folder written by `python -m training encode`).")
     spec = run_spec(cfg)
@@ -546,6 +556,7 @@ def train(
     loss_src = LatentLoss(cfg.loss, (1 / std_src).to(device) if normalized else None)
 
     step, total, elapsed_before = 0, cfg.steps, 0.0
+    schedule = [[0, cfg.steps]]  # [step, total] where the total was set: more than one entry = resumed with --steps
     if groups is not None:
         for name, m in models.items():
             m.load_state_dict(groups[name])
@@ -557,6 +568,9 @@ def train(
         sampler.load_state_dict(restore_rng(groups["rng"], state))
         step, elapsed_before = state["step"], state["elapsed_s"]
         total = cfg.steps if "steps" in (overrides or {}) else state["total_steps"]
+        schedule = [list(s) for s in state.get("schedule", [[0, state["total_steps"]]])]
+        if total != schedule[-1][1]:
+            schedule.append([step, total])  # the cosine restarts here towards the new total
     forward = distributed.wrap(model, world, device)
     if cfg.compile:
         forward = torch.compile(forward)
@@ -577,6 +591,7 @@ def train(
             tensors["ema"] = ema.shadow
         summary = {
             "direction": spec.name, "kind": spec.kind, "step": step, "total_steps": total, "final": final,
+            "schedule": [*schedule[:-1], [schedule[-1][0], total]],
             "elapsed_s": round(elapsed_before + time.perf_counter() - started, 1),
             "val_l1": last_val.get("val_l1"), "val_l1_ema": last_val.get("val_l1_ema"), "val_l1_linear": val_linear,
             "val_psnr": last_val.get("val_psnr"), "val_psnr_linear": val_psnr_linear,

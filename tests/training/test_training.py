@@ -127,6 +127,29 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(run, data, tmp_pa
     ]
 
 
+def test_more_steps_on_resume_are_recorded_and_the_card_retrains_in_two_stages(run, tmp_path):
+    """A finished run resumed with --steps restarts its cosine there: the checkpoint keeps where each total was
+    set, and the model card's retrain command is the first run plus the resume (one run to 20 would differ)."""
+    import shutil
+
+    from training.card import retrain_command
+
+    assert load_checkpoint(run)[1]["schedule"] == [[0, 12]]
+    longer = tmp_path / "longer"
+    shutil.copytree(run, longer)
+    assert main(["train", "--resume", str(longer), "--steps", "20", "-q"]) == 0
+    assert load_checkpoint(run)[1]["step"] == 12  # the copy goes on in the copy; the original is untouched
+    state = load_checkpoint(longer)[1]
+    assert state["step"] == 20 and state["schedule"] == [[0, 12], [12, 20]]
+    assert json.loads((longer / "summary.json").read_text())["schedule"] == [[0, 12], [12, 20]]
+    config = {**state["config"], "steps": 20}
+    assert retrain_command(config, state["schedule"]) == (
+        "python -m training train --preset tiny --data DATA --src xl --dst v1 --out RUN --set ema=0.9"
+        " && python -m training train --resume RUN --data DATA --steps 20"
+    )
+    assert retrain_command(config, [[0, 20]]).endswith("--src xl --dst v1 --steps 20 --set ema=0.9")
+
+
 def test_ctrl_c_saves_the_current_step_and_resume_is_exact(run, data, tmp_path, monkeypatch, capsys):
     """Ctrl-C mid-run: the step finishes, a checkpoint is written at it, and --resume ends bit-identical."""
     import signal
