@@ -101,11 +101,13 @@ class FakeModel:
 
     # ------------------------------------------------------------------ the "UNet"
     _targets: ClassVar[dict] = {}  # shared by all instances (and by the weights loaded into one instance)
+    pixels_per_latent = 8  # image pixels per latent pixel (FLUX.2 packed: 16)
 
     def target(self, height: int, width: int) -> torch.Tensor:
         key = (self.family, id(self.photo), height, width)
         if key not in FakeModel._targets:
-            image = F.interpolate(self.photo, size=(height * 8, width * 8), mode="area")
+            side = self.pixels_per_latent
+            image = F.interpolate(self.photo, size=(height * side, width * side), mode="area")
             FakeModel._targets[key] = self.vae.encode(image)
         return FakeModel._targets[key]
 

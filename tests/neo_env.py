@@ -8,8 +8,9 @@ Neo's checkpoints here: ``sd15`` (SD1.5), ``sdxl`` (SDXL) and ``lumina2`` (Lumin
 channels), all-in-one files whose VAEs are the TAESD files in ../shared and whose denoisers know one photo;
 ``lumina2-dit``, the same Lumina 2 as users load it: a diffusion-model-only file that needs the modules
 ``ae.safetensors`` (its VAE) and ``gemma_2_2b.safetensors`` (its text encoder); ``mugen`` (FLUX.2's latents, 32
-channels, taef2 as its VAE); ``klein`` (FLUX.2 packed, 128 channels) and ``qwen``, of a family no interposer
-converts (these two cannot sample). ``sdxl_vae.safetensors`` is an SDXL VAE module.
+channels, taef2 as its VAE); ``klein`` (FLUX.2 packed, 128 channels at /16), a diffusion-model file that needs
+``flux2-vae.safetensors`` (taef2 packed as Klein's VAE packs) and ``qwen_3_4b.safetensors``; and ``qwen``, of a
+family no interposer converts (it cannot sample). ``sdxl_vae.safetensors`` is an SDXL VAE module.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ MODULE_KEYS = {
     "ae": {"decoder.conv_in.weight": [1, 16, 1, 1]},
     "sdxl_vae": {"decoder.conv_in.weight": [1, 4, 1, 1]},
     "gemma_2_2b": {"model.norm.weight": [1]},
+    "flux2-vae": {"decoder.conv_in.weight": [1, 32, 1, 1], "bn.running_mean": [128]},
+    "qwen_3_4b": {"model.norm.weight": [1]},
 }
 
 
@@ -151,9 +154,13 @@ def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Pat
     for name, factory in engines.items():
         add_checkpoint(name, name, factory)
     sd_models.bundled[sd_models.get_closet_checkpoint_match("lumina2-dit").filename] = False
+    sd_models.bundled[sd_models.get_closet_checkpoint_match("klein").filename] = False
     add_module("ae", "vae", tiny_vaes["fx"], 16)
     add_module("sdxl_vae", "vae", tiny_vaes["xl"], 4)
     add_module("gemma_2_2b", "text_encoder", "Lumina2")
+    taef2 = tiny_vaes.get("f2")  # None without ../shared's taef2: Klein then cannot sample
+    add_module("flux2-vae", "vae", fake_engines.PackedFlux2Vae(taef2) if taef2 is not None else None, 32)
+    add_module("qwen_3_4b", "text_encoder", "Klein")
     shared.opts.data["sd_model_checkpoint"] = "sdxl.safetensors"
     main_entry.refresh_model_loading_parameters()
 

@@ -63,9 +63,12 @@ class Family:
             return latents.squeeze(2)
         return latents
 
-    def space_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        """The grid of :attr:`space` that holds a webui tensor of spatial ``size`` (packed: twice each side)."""
-        return (size[0] * 2, size[1] * 2) if self.layout == PACKED else size
+    def space_grid(self, pixels: tuple[int, int]) -> tuple[int, int]:
+        """The latent grid of :attr:`space` for an image of ``pixels`` (height, width): its spatial factor (8 for
+        every space here, FLUX.2 included). Klein's packed tensor holds half of that grid per side (Neo sets
+        ``opt_f`` to its VAE's ratio, 16), so the grid comes from the pixels, never from the webui's tensor size."""
+        factor = self.space.spatial_factor if self.space is not None else 8
+        return (int(pixels[0]) // factor, int(pixels[1]) // factor)
 
     def from_space(self, latents: Any) -> Any:
         """The inverse of :meth:`to_space`: what this family's sampler holds."""

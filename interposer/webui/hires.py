@@ -79,7 +79,8 @@ def learned_upscale(generation, samples, target: Family | None):
     A family with no learned upscaler is interpolated, and the console and infotext say so. The webui's
     own interpolation to the same size afterwards changes nothing.
     """
-    size = (int(generation.p.hr_upscale_to_y) // 8, int(generation.p.hr_upscale_to_x) // 8)
+    pixels = (int(generation.p.hr_upscale_to_y), int(generation.p.hr_upscale_to_x))
+    size = (pixels[0] // 8, pixels[1] // 8)
     source = generation.family
     dirn = plan(generation, source, target) if generation.options.enabled else None
     if source is not None and source.space is None and source.same_as(target or source):
@@ -87,7 +88,7 @@ def learned_upscale(generation, samples, target: Family | None):
     # Klein -> Mugen: one space in two layouts, upscaled in the space and laid out as the hires model holds it.
     relaid = generation.options.enabled and dirn is None and source is not None and source.relaid_as(target)
     landing = target if (dirn is not None or relaid) and target is not None else source
-    space_size = landing.space_size(size) if landing is not None else size
+    space_size = landing.space_grid(pixels) if landing is not None else size
     x = source.to_space(samples) if source is not None else samples
     if dirn is not None:
         generation.warn_about_vae_override(dirn)

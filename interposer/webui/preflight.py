@@ -111,9 +111,8 @@ def check_hires(generation: Any) -> None:
     if enabled and generation.options.direction == AUTO and (source is None or target is None):
         return  # decided once the hires model is loaded
     dirn = hires.plan(generation, source, target) if enabled else None
-    size_in = _space_size(source, (int(p.height) // 8, int(p.width) // 8))
-    size_out = (int(p.hr_upscale_to_y) // 8, int(p.hr_upscale_to_x) // 8)
-    size = _space_size(target if dirn is not None else source, size_out)
+    size_in = _space_grid(source, (int(p.height), int(p.width)))
+    size = _space_grid(target if dirn is not None else source, (int(p.hr_upscale_to_y), int(p.hr_upscale_to_x)))
     converter = generation.converter
     try:
         if learned and dirn is not None:
@@ -137,8 +136,8 @@ def check_hires(generation: Any) -> None:
         raise error from None
 
 
-def _space_size(family: Any, size: tuple[int, int]) -> tuple[int, int]:
-    return family.space_size(size) if family is not None else size
+def _space_grid(family: Any, pixels: tuple[int, int]) -> tuple[int, int]:
+    return family.space_grid(pixels) if family is not None else (pixels[0] // 8, pixels[1] // 8)
 
 
 def refiner_refusal(generation: Any) -> str | None:

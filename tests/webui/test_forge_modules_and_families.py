@@ -52,6 +52,12 @@ def first(checkpoint: str, *modules: str) -> dict:
 
 
 LUMINA_SPLIT = ("lumina2-dit", "ae", "gemma_2_2b")
+KLEIN_SPLIT = ("klein", "flux2-vae", "qwen_3_4b")  # Klein as users load it: a diffusion-model file and two modules
+
+
+def first_pass(checkpoint: str) -> dict:
+    """:func:`first` with Klein's modules when the checkpoint is Klein."""
+    return first(*KLEIN_SPLIT) if checkpoint == "klein" else first(checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------- Neo 2.2x's modes
@@ -218,7 +224,7 @@ def test_crossings_without_weights_are_refused_before_sampling(neo, base, hires,
 
     monkeypatch.setattr(lookup, "BUNDLED_DIR", tmp_path / "bundled-removed")
     with pytest.raises(Exception) as info:
-        neo.generate(TITLE, hr_upscaler=NN, hr_checkpoint_name=hires, **first(base))
+        neo.generate(TITLE, hr_upscaler=NN, hr_checkpoint_name=hires, **first_pass(base))
     message = str(info.value)
     assert message.startswith("Latent Interposer: the hires pass goes from ")
     assert f"No weights for {direction}: {why[0]}" in message and why[1] in message
@@ -231,7 +237,7 @@ def test_a_klein_to_mugen_refiner_is_refused_before_sampling(neo):
     from modules import shared
 
     with pytest.raises(Exception, match=r"changes how the sampler's tensor holds the latents") as info:
-        neo.generate(TITLE, enable_hr=False, refiner_checkpoint="mugen", refiner_switch_at=0.6, **first("klein"))
+        neo.generate(TITLE, enable_hr=False, refiner_checkpoint="mugen", refiner_switch_at=0.6, **first(*KLEIN_SPLIT))
     assert "Use hires fix with 'mugen' as the Hires checkpoint" in str(info.value)
     assert shared.sd_model.apply_calls == 0
 
@@ -257,21 +263,45 @@ def test_directions_nobody_publishes_run_from_a_users_own_file(neo_wide, base, h
     assert "Latent interposer: " in processed.infotexts[0] and converted > 15.0
 
 
+def test_sdxl_to_klein_hires_hands_klein_packed_latents_of_its_own_size(neo_wide):
+    """Klein as users load it (a diffusion-model file, its VAE and text encoder chosen as hires modules): the
+    converted f2 latents are packed again, [1, 128, H/16, W/16] at the hires size, noise too, and Klein's own VAE
+    (Neo's rearrange, not the extension's packing) decodes them to the photo."""
+    from conftest import TAESD_DIR
+
+    neo = neo_wide
+    processed = neo.generate(TITLE, hr_upscaler=NN, hr_checkpoint_name="klein", **first("sdxl"),
+                             hr_additional_modules=[module_path("flux2-vae"), module_path("qwen_3_4b")])  # fmt: skip
+    hires_input = neo.hires_inputs[-1]
+    assert hires_input.x.shape == (1, 128, HIRES // 2, HIRES // 2) and hires_input.noise.shape == hires_input.x.shape
+    for line in ("hires upscale: xl x1.5", "hires: xl-to-f2 (1, 4, 36, 36) -> (1, 32, 36, 36)"):
+        assert sum(line in said for said in neo.console) == 1, (line, neo.console)
+    assert 'Latent interposer: "xl-to-f2, linear-fit, ' in processed.infotexts[0]
+    if TAESD_DIR is not None:
+        from interposer.images import psnr
+
+        decoded = hires_input.model.vae.decode(hires_input.x)
+        reference = torch.nn.functional.interpolate(neo.photo, size=decoded.shape[-2:], mode="area")
+        assert psnr(decoded, reference) > 15.0
+
+
 @pytest.mark.parametrize(("base", "hires", "family", "line"), [
     ("sdxl", "lumina2", "fx", "hires: xl-to-fx (1, 4, 36, 36) -> (1, 16, 36, 36)"),
     ("mugen", "sd15", "v1", "hires: f2-to-v1 (1, 32, 24, 24) -> (1, 4, 24, 24)"),
+    ("klein", "sd15", "v1", "hires: f2-to-v1 (1, 32, 24, 24) -> (1, 4, 24, 24)"),
     ("sd15", "lumina2", "fx", "hires: v1-to-fx (1, 4, 36, 36) -> (1, 16, 36, 36)"),
 ])  # fmt: skip
 def test_the_shipped_files_run_these_crossings_with_no_weights_of_the_users(neo, base, hires, family, line):
     """No file in the weights folder, downloads off (HF_HUB_OFFLINE): the package's own file converts, the
-    infotext names its tag, and the hires model gets its own channel count. With the real tiny VAEs the
+    infotext names its tag, and the hires model gets its own channel count. Klein samples 192 px at /16 packed
+    ([1, 128, 12, 12]): the interposer gets it unpacked, [1, 32, 24, 24]. With the real tiny VAEs the
     converted latents decode to the photo within the shipped files' held-out range (docs/models.md: 23-24 dB on
     full-size images; > 17 dB on this small scene)."""
     from conftest import TAESD_DIR
 
     from interposer.directions import BUNDLED_TAG
 
-    processed = neo.generate(TITLE, hr_upscaler=NN, hr_checkpoint_name=hires, **first(base))
+    processed = neo.generate(TITLE, hr_upscaler=NN, hr_checkpoint_name=hires, **first_pass(base))
     channels = {"fx": 16, "v1": 4}[family]
     assert neo.hires_inputs[-1].x.shape == (1, channels, HIRES, HIRES)
     assert sum(line in said for said in neo.console) == 1, neo.console

@@ -102,7 +102,10 @@ class FakeEngine(FakeModel):
         self.use_shift = False
         first_stage = types.SimpleNamespace(scaling_factor=fmt.scale_factor,
                                             shift_factor=getattr(fmt, "shift_factor", 0.0))  # fmt: skip
-        vae_patcher = types.SimpleNamespace(first_stage_model=first_stage, latent_channels=fmt.latent_channels)
+        # backend/patcher/vae.py 126-150: upscale_ratio 8, 16 for the FLUX.2 VAE (Klein), a tuple for Wan's 3-D VAE
+        ratio = (lambda a: max(0, a * 4 - 3), 8, 8) if isinstance(fmt, latent.Wan21) else self.pixels_per_latent
+        vae_patcher = types.SimpleNamespace(first_stage_model=first_stage, latent_channels=fmt.latent_channels,
+                                            upscale_ratio=ratio)  # fmt: skip
         self.forge_objects = ForgeObjects(unet=types.SimpleNamespace(model=self), clip=None, vae=vae_patcher)
         self.forge_objects_original = self.forge_objects.shallow_copy()
         self.forge_objects_after_applying_lora = self.forge_objects.shallow_copy()
@@ -171,11 +174,38 @@ class Mugen(FakeEngine):
         self.is_sdxl = True
 
 
+class PackedFlux2Vae:
+    """FLUX.2's VAE as Klein samples with it (backend/nn/vae.py 350-385, ``AutoencoderKLFlux2``): the latent after the
+    BatchNorm, 2x2-packed to 128 channels at /16 with Neo's ``"... c (i pi) (j pj) -> ... (c pi pj) i j"``; decode
+    unpacks with the inverse. Built on taef2, whose 32-channel /8 latent is that latent unpacked (previews:
+    ``latent.Flux2``'s ``latent_rgb_factors_reshape``). Written from Neo's rearrange, not from the extension's
+    packing, so a wrong packing in the extension decodes wrongly here."""
+
+    def __init__(self, taef2) -> None:
+        self.taef2 = taef2
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        z = self.taef2.encode(images)
+        b, c, h, w = z.shape
+        return z.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(b, c * 4, h // 2, w // 2)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        b, c4, h, w = z.shape
+        return self.taef2.decode(
+            z.reshape(b, c4 // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, c4 // 4, 2 * h, 2 * w)
+        )
+
+
 class Klein(FakeEngine):
-    """FLUX.2 Klein: the FLUX.2 VAE, 128 channels at /16 (``latent.Flux2``), a diffusion-model file."""
+    """FLUX.2 Klein: the FLUX.2 VAE, 128 channels at /16 (``latent.Flux2``), a diffusion-model file: its VAE comes
+    from the ``flux2-vae`` module (:class:`PackedFlux2Vae`), and it samples at /16 (``sd_models`` sets
+    ``processing.opt_f`` from the VAE's ``upscale_ratio``, as Neo does)."""
+
+    pixels_per_latent = 16
+    vae_decoder_channels = 32  # the FLUX.2 VAE file's decoder takes the unpacked latent
 
     def __init__(self, photo, *args, **kwargs):
-        super().__init__("xl", _NoVae(), photo, *args, latent_format=latent.Flux2(), **kwargs)
+        super().__init__("f2", _NoVae(), photo, *args, latent_format=latent.Flux2(), **kwargs)
 
 
 class QwenImage(FakeEngine):

@@ -122,6 +122,11 @@ def forge_model_reload():
     sd_model.filename = checkpoint_info.filename
     sd_model.sd_model_hash = None
     model_data.set_sd_model(sd_model)
+    from modules import processing
+
+    # Neo sd_models.py 387 (2.26): the first-pass noise and the hires size follow the loaded model's VAE
+    ratio = sd_model.forge_objects.vae.upscale_ratio
+    processing.opt_f = ratio if isinstance(ratio, int) else 8
     model_data.forge_hash = current_hash
     return sd_model, True
 
@@ -139,8 +144,8 @@ def _apply_modules(sd_model, filename, modules):
     vae = text_encoder = None
     for module in modules or []:
         kind, value, channels = module_files[module]
-        if kind == "vae":
-            expected = sd_model.forge_objects.vae.latent_channels
+        if kind == "vae":  # channels: the file's decoder.conv_in input (FLUX.2: 32, unpacked, for Klein too)
+            expected = getattr(sd_model, "vae_decoder_channels", sd_model.forge_objects.vae.latent_channels)
             if channels != expected:
                 raise RuntimeError(
                     "Error(s) in loading state_dict for IntegratedAutoencoderKL:\n\tsize mismatch for "
@@ -152,6 +157,10 @@ def _apply_modules(sd_model, filename, modules):
             text_encoder = value
     if vae is not None:
         sd_model.vae = vae
+    elif any(module_files[m][0] == "vae" for m in modules or []):
+        from fake_engines import _NoVae
+
+        sd_model.vae = _NoVae()  # a module VAE the stand-in has no tiny VAE for
     if not bundled.get(filename, True):
         if vae is None:
             raise ValueError(f"{filename}: no VAE weights (a diffusion-model file needs its VAE module)")
