@@ -263,6 +263,18 @@ def test_directions_nobody_publishes_run_from_a_users_own_file(neo_wide, base, h
     assert "Latent interposer: " in processed.infotexts[0] and converted > 15.0
 
 
+def test_latent_nn_hires_in_klein_itself_keeps_its_16x_grid(neo):
+    """Klein first pass, Klein hires with Latent (NN): FLUX.2 has no learned upscaler, so the unpacked latents are
+    interpolated to the f2 grid of the hires size (pixels / 8) and packed again: [1, 128, H/16, W/16], as Neo's own
+    hires code expects of Klein (before: twice that per side, which Neo's own interpolation then shrank)."""
+    neo.generate(TITLE, hr_upscaler=NN, hr_checkpoint_name="Use same checkpoint", **first(*KLEIN_SPLIT))
+    hires_input = neo.hires_inputs[-1]
+    assert hires_input.x.shape == (1, 128, HIRES // 2, HIRES // 2) and hires_input.noise.shape == hires_input.x.shape
+    # the extension's own result, before Neo interpolates to its grid (which hid a 2x-too-large one)
+    line = "hires upscale: f2 interpolated (1, 32, 24, 24) -> (1, 32, 36, 36)"
+    assert sum(line in said for said in neo.console) == 1, neo.console
+
+
 def test_sdxl_to_klein_hires_hands_klein_packed_latents_of_its_own_size(neo_wide):
     """Klein as users load it (a diffusion-model file, its VAE and text encoder chosen as hires modules): the
     converted f2 latents are packed again, [1, 128, H/16, W/16] at the hires size, noise too, and Klein's own VAE
