@@ -48,4 +48,6 @@ def cpu_summary() -> str:
     import torch
 
     flags = [f for f in FLAGS_THAT_MATTER if f in cpu_flags()]
-    return f"{platform.machine()}, {torch.get_num_threads()} threads, flags: {' '.join(flags) or 'none of interest'}"
+    threads = torch.get_num_threads()
+    return (f"{platform.machine()}, {threads} thread{'' if threads == 1 else 's'}, "
+            f"flags: {' '.join(flags) or 'none of interest'}")  # fmt: skip
