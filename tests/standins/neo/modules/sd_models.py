@@ -157,10 +157,6 @@ def _apply_modules(sd_model, filename, modules):
             text_encoder = value
     if vae is not None:
         sd_model.vae = vae
-    elif any(module_files[m][0] == "vae" for m in modules or []):
-        from fake_engines import _NoVae
-
-        sd_model.vae = _NoVae()  # a module VAE the stand-in has no tiny VAE for
     if not bundled.get(filename, True):
         if vae is None:
             raise ValueError(f"{filename}: no VAE weights (a diffusion-model file needs its VAE module)")
