@@ -63,13 +63,6 @@ class Family:
             return latents.squeeze(2)
         return latents
 
-    def space_grid(self, pixels: tuple[int, int]) -> tuple[int, int]:
-        """The latent grid of :attr:`space` for an image of ``pixels`` (height, width): its spatial factor (8 for
-        every space here, FLUX.2 included). Klein's packed tensor holds half of that grid per side (Neo sets
-        ``opt_f`` to its VAE's ratio, 16), so the grid comes from the pixels, never from the webui's tensor size."""
-        factor = self.space.spatial_factor if self.space is not None else 8
-        return (int(pixels[0]) // factor, int(pixels[1]) // factor)
-
     def from_space(self, latents: Any) -> Any:
         """The inverse of :meth:`to_space`: what this family's sampler holds."""
         if self.layout == PACKED:
@@ -77,6 +70,15 @@ class Family:
         if self.layout == VIDEO and latents.ndim == 4:
             return latents.unsqueeze(2)
         return latents
+
+
+def latent_grid(family: Family | None, pixels: tuple[int, int]) -> tuple[int, int]:
+    """The latent grid of ``family``'s space for an image of ``pixels`` (height, width): its spatial factor (8 for
+    every space here, FLUX.2 included; 8 for an unknown family or one with no space). Klein's packed tensor holds
+    half of that grid per side (Neo sets ``opt_f`` to its VAE's ratio, 16), so the grid comes from the pixels, never
+    from the webui's tensor size."""
+    factor = family.space.spatial_factor if family is not None and family.space is not None else 8
+    return (int(pixels[0]) // factor, int(pixels[1]) // factor)
 
 
 def unsupported(name: str, channels: int, what: str = "", layout: str = "") -> Family:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..directions import Direction, direction
 from ..errors import InterposerError
-from .families import Family, model_title
+from .families import Family, latent_grid, model_title
 from .options import AUTO, LEARNED_UPSCALE_MODE, UPSCALER_INFOTEXT_KEY
 
 
@@ -80,19 +80,18 @@ def learned_upscale(generation, samples, target: Family | None):
     own interpolation to the same size afterwards changes nothing.
     """
     pixels = (int(generation.p.hr_upscale_to_y), int(generation.p.hr_upscale_to_x))
-    size = (pixels[0] // 8, pixels[1] // 8)
     source = generation.family
     dirn = plan(generation, source, target) if generation.options.enabled else None
     if source is not None and source.space is None and source.same_as(target or source):
-        return interpolate(generation, samples, source, size)
+        return interpolate(generation, samples, source, latent_grid(source, pixels))
     # Klein -> Mugen: one space in two layouts, upscaled in the space and laid out as the hires model holds it.
     relaid = generation.options.enabled and dirn is None and source is not None and source.relaid_as(target)
     landing = target if (dirn is not None or relaid) and target is not None else source
-    space_size = landing.space_grid(pixels) if landing is not None else size
+    grid = latent_grid(landing, pixels)
     x = source.to_space(samples) if source is not None else samples
     if dirn is not None:
         generation.warn_about_vae_override(dirn)
-        result, reports = generation.converter.run_convert_upscale(x, dirn.src, dirn.dst, size=space_size)
+        result, reports = generation.converter.run_convert_upscale(x, dirn.src, dirn.dst, size=grid)
     else:
         space = upscale_space(generation, source)
         if not generation.options.enabled and target is not None and not source.same_as(target):
@@ -102,7 +101,7 @@ def learned_upscale(generation, samples, target: Family | None):
                 f"off: {LEARNED_UPSCALE_MODE} upscales the {space.name} latents only. Select the Latent "
                 "Interposer script (or turn on Apply automatically) to convert them.",
             )
-        result, report = generation.converter.run_upscale(x, space, size=space_size)
+        result, report = generation.converter.run_upscale(x, space, size=grid)
         reports = [report]
     if dirn is not None or relaid:
         generation.family = target if target is not None else Family.of_space(dirn.dst)

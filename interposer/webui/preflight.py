@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import InterposerError, WeightsNotFoundError
 from . import hires
-from .families import file_names, vae_file_channels
+from .families import file_names, latent_grid, vae_file_channels
 from .options import AUTO, LEARNED_UPSCALE_MODE
 from .samplers import RefinerSwitchError, switch_refusal
 
@@ -111,8 +111,8 @@ def check_hires(generation: Any) -> None:
     if enabled and generation.options.direction == AUTO and (source is None or target is None):
         return  # decided once the hires model is loaded
     dirn = hires.plan(generation, source, target) if enabled else None
-    size_in = _space_grid(source, (int(p.height), int(p.width)))
-    size = _space_grid(target if dirn is not None else source, (int(p.hr_upscale_to_y), int(p.hr_upscale_to_x)))
+    size_in = latent_grid(source, (int(p.height), int(p.width)))
+    size = latent_grid(target if dirn is not None else source, (int(p.hr_upscale_to_y), int(p.hr_upscale_to_x)))
     converter = generation.converter
     try:
         if learned and dirn is not None:
@@ -134,10 +134,6 @@ def check_hires(generation: Any) -> None:
         )
         error.missing = exc.missing
         raise error from None
-
-
-def _space_grid(family: Any, pixels: tuple[int, int]) -> tuple[int, int]:
-    return family.space_grid(pixels) if family is not None else (pixels[0] // 8, pixels[1] // 8)
 
 
 def refiner_refusal(generation: Any) -> str | None:
