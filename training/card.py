@@ -62,7 +62,7 @@ def retrain_command(config: dict, schedule: list | None = None) -> str:
     remaining difference as a flag or ``--set``.
 
     ``schedule`` (a checkpoint's ``[step, total]`` list) with more than one entry means the run was resumed with
-    a new ``--steps``, which restarts the cosine there: one command would train a different run, so the first
+    a new ``--steps``, which stretches the cosine from there: one command would train a different run, so the first
     command stops at the first total and each later total is a ``--resume RUN --steps N``."""
     from .config import PRESETS, TrainConfig
 

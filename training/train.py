@@ -570,7 +570,7 @@ def train(
         total = cfg.steps if "steps" in (overrides or {}) else state["total_steps"]
         schedule = [list(s) for s in state.get("schedule", [[0, state["total_steps"]]])]
         if total != schedule[-1][1]:
-            schedule.append([step, total])  # the cosine restarts here towards the new total
+            schedule.append([step, total])  # the cosine stretches from here to the new total
     forward = distributed.wrap(model, world, device)
     if cfg.compile:
         forward = torch.compile(forward)
