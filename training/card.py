@@ -18,6 +18,16 @@ CARD_KEY = "model_card"
 CARD_VERSION = 1
 
 
+def stages_of(init: dict | None) -> list[dict]:
+    """The earlier stages of a run, oldest first, from its ``init`` record (one nested record per stage, see
+    ``training.train.load_init``)."""
+    stages = []
+    while init:
+        stages.insert(0, init)
+        init = init.get("init")
+    return stages
+
+
 def model_card(summary: dict, report: dict, *, licence: str, data_note: str, retrain: str) -> dict:
     """The card of one exported file: ``summary`` is the export's training summary, ``report`` an ``eval``
     report.json of the same weights (its direction must match)."""
@@ -31,6 +41,8 @@ def model_card(summary: dict, report: dict, *, licence: str, data_note: str, ret
     data = summary.get("data") or {}
     machine = summary.get("machine") or {}
     ceiling = mean.get("target VAE round trip")
+    stages = stages_of(summary.get("init"))  # a run started from another run's weights: steps and hours of all
+    seconds = summary.get("elapsed_s", 0) + sum(stage["elapsed_s"] for stage in stages)
     return {
         "card_version": CARD_VERSION,
         "direction": direction,
@@ -38,9 +50,10 @@ def model_card(summary: dict, report: dict, *, licence: str, data_note: str, ret
         "data": {"note": data_note, "images": data.get("images"), "crops": data.get("crops"),
                  "crop_px": data.get("crop_px"), "held_out_images": data.get("holdout"),
                  "vaes": sorted((data.get("vaes") or {}).keys())},
-        "steps": summary.get("step"),
+        "steps": summary.get("step", 0) + sum(stage["step"] for stage in stages),
+        "stages": [stage["step"] for stage in stages] + [summary.get("step")] if stages else None,
         "machine": {"device": machine.get("device"), "precision": machine.get("precision"), "cpu": machine.get("cpu"),
-                    "steps_per_s": summary.get("steps_per_s"), "hours": round(summary.get("elapsed_s", 0) / 3600, 2)},
+                    "steps_per_s": summary.get("steps_per_s"), "hours": round(seconds / 3600, 2)},
         "held_out": {
             "images": report["images"], "max_side": report.get("max_side"),
             "psnr": mean["interposer"]["psnr"], "ssim": mean["interposer"]["ssim"],
@@ -57,14 +70,29 @@ _MACHINE_FIELDS = ("data", "out", "src", "dst", "device", "threads", "tensorboar
 _FLAGS = {"steps": "--steps", "lr": "--lr", "batch": "--batch"}
 
 
-def retrain_command(config: dict, schedule: list | None = None) -> str:
+def retrain_command(config: dict, schedule: list | None = None, init: dict | None = None) -> str:
     """The shortest ``train`` command that reproduces ``config``: the preset it differs least from, then each
     remaining difference as a flag or ``--set``.
 
     ``schedule`` (a checkpoint's ``[step, total]`` list) with more than one entry means the run was resumed with
     a new ``--steps``, which stretches the cosine from there: one command would train a different run, so the first
-    command stops at the first total and each later total is a ``--resume RUN --steps N``."""
+    command stops at the first total and each later total is a ``--resume RUN --steps N``.
+
+    ``init`` (the record of the run whose weights started this one, see ``training.train.load_init``): its own
+    commands come first, into ``RUN1``; this stage trains into ``RUN2`` with ``--set init=RUN1``, and so on."""
+    stages = [*stages_of(init), {"config": config, "schedule": schedule}]
+    if len(stages) == 1:
+        return _stage_command(config, schedule, "RUN", None)
+    return " && ".join(_stage_command(s["config"], s["schedule"], f"RUN{i + 1}", f"RUN{i}" if i else None)
+                       for i, s in enumerate(stages))  # fmt: skip
+
+
+def _stage_command(config: dict, schedule: list | None, run: str, init: str | None) -> str:
+    """One stage's command(s): ``--out run`` wherever a later command needs the folder, ``init=...`` when the
+    stage starts from an earlier one."""
     from .config import PRESETS, TrainConfig
+
+    config = {**config, "init": ""}  # the stage's own path is not portable; ``init`` below names the folder
 
     stages = [int(total) for _, total in schedule or []]
     if len(stages) > 1:
@@ -80,9 +108,12 @@ def retrain_command(config: dict, schedule: list | None = None) -> str:
         f"{_FLAGS[k]} {v:g}" if isinstance(v, float) else f"{_FLAGS[k]} {v}" for k, v in diff.items() if k in _FLAGS
     ]
     sets = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in diff.items() if k not in _FLAGS]
+    if init:
+        sets.append(f"init={init}")
     command = f"python -m training train --preset {preset} --data DATA --src {config['src']} --dst {config['dst']}"
-    later = [f"python -m training train --resume RUN --data DATA --steps {total}" for total in stages[1:]]
-    first = " ".join([command, *(["--out RUN"] if later else []), *flags, *(["--set", *sets] if sets else [])])
+    later = [f"python -m training train --resume {run} --data DATA --steps {total}" for total in stages[1:]]
+    out = [f"--out {run}"] if later or run != "RUN" else []
+    first = " ".join([command, *out, *flags, *(["--set", *sets] if sets else [])])
     return " && ".join([first, *later])
 
 
@@ -99,6 +130,14 @@ def _dtype(path: Path) -> str:
     header = read_safetensors_header(path)[0]
     names = {"F16": "fp16", "BF16": "bf16", "F32": "fp32"}
     return "/".join(sorted({names[t["dtype"]] for t in header.values() if t.get("dtype") in names}))
+
+
+def _stages_note(card: dict) -> str:
+    """`` (12,500 + 2,000: a second stage from the first's weights)`` for a run in stages, else nothing."""
+    stages = card.get("stages")
+    if not stages:
+        return ""
+    return f" ({' + '.join(f'{n:,}' for n in stages)}: each stage starts from the previous one's weights)"
 
 
 def cards_markdown(paths: list[str | os.PathLike]) -> str:
@@ -123,7 +162,7 @@ def cards_markdown(paths: list[str | os.PathLike]) -> str:
             f"- File: `{path.name}` ({path.stat().st_size / 1e6:.1f} MB, {_dtype(path)}), licence: {card['licence']}.",
             f"- Data: {d['note']} {d['images']} training images, {d['crops']} crops of {d['crop_px']} px, encoded "
             f"with the tiny autoencoders of {', '.join(d['vaes'])}.",
-            f"- Training: {card['steps']:,} steps on {m['device']} ({m['precision']}; {m['cpu']}), "
+            f"- Training: {card['steps']:,} steps{_stages_note(card)} on {m['device']} ({m['precision']}; {m['cpu']}), "
             f"{m['steps_per_s']} steps/s, {m['hours']} h.",
             f"- Held out ({h['images']} images, long side {h['max_side']} px): PSNR {h['psnr']:.2f} dB, SSIM "
             f"{h['ssim']:.3f}; TAE bridge {h['bridge_psnr']:.2f} dB, 1×1 linear map {h['linear_psnr']:.2f} dB."

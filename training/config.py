@@ -34,6 +34,9 @@ class TrainConfig:
     convs: int = 16
     dropout: float = 0.1
     warm_start: str = "none"  # none, or linear: start from the least-squares map (interposer: needs bn=frozen)
+    # a run folder or checkpoint whose model weights start this run: a second stage with its own optimiser, schedule
+    # and losses (the layout and direction must match; warm_start is then not used). Recorded in the checkpoints.
+    init: str = ""
     bn: str = "batch"  # interposer BatchNorm: batch statistics (as published) or frozen (eval mode throughout)
     # optimisation
     steps: int = 50_000
@@ -57,7 +60,8 @@ class TrainConfig:
     latent_weight: float = 1.0
     # image-space loss: decode the prediction with the frozen target decoder, compare with the crop
     # (data encoded with --rgb). On a CPU the decoder costs more than the model: every Nth step.
-    image_weight: float = 0.0  # weight of the L1 between decoded prediction and the crop (0: off)
+    image_weight: float = 0.0  # weight of the image term between decoded prediction and the crop (0: off)
+    image_loss: str = "l1"  # l1, or mse: what PSNR measures (its values are ~10x smaller: raise the weight)
     color_weight: float = 0.0  # weight of a per-channel mean/std term on the decoded image
     image_every: int = 1  # the image terms on every Nth step
     image_batch: int = 0  # crops of the batch that are decoded (0: all)
@@ -98,7 +102,7 @@ class TrainConfig:
             "image_crop": self.image_crop >= 0, "image_margin": self.image_margin >= 0,
             "image_weight": self.image_weight >= 0, "color_weight": self.color_weight >= 0,
             "latent_weight": self.latent_weight >= 0,
-            "loss": self.loss in ("l1", "mse", "huber"),
+            "loss": self.loss in ("l1", "mse", "huber"), "image_loss": self.image_loss in ("l1", "mse"),
             "loss_space": self.loss_space in ("raw", "scaled", "normalized"),
             "precision": self.precision in ("auto", "fp32", "bf16", "fp16"),
             "steps": self.steps >= 1, "batch": self.batch >= 1, "crop": self.crop >= 4,

@@ -71,6 +71,7 @@ def weights_from_checkpoint(
         "ema": used_ema, "reverse": reverse, "data": shareable_data(state.get("data")),
         "config": portable_config(state["config"]),  # the checkpoint's own keeps this machine's paths
         "checkpoint": Path(checkpoint).name,
+        "init": state.get("init"),  # the earlier stage(s) of a run started from another run's weights
     }  # fmt: skip
     return tensors, config, dirn, summary
 
@@ -106,7 +107,7 @@ def export(
 
         made = model_card({**summary, "direction": dirn.name}, card["report"], licence=card["licence"],
                           data_note=card["data_note"],
-                          retrain=retrain_command(summary["config"], summary["schedule"]))  # fmt: skip
+                          retrain=retrain_command(summary["config"], summary["schedule"], summary["init"]))  # fmt: skip
         metadata[CARD_KEY] = json.dumps(made)
     path = save_weights(Path(out_dir) / dirn.filename(tag), state_dict, config, direction=dirn, metadata=metadata)
     load_weights(path, dirn)  # the file must load exactly as the webui and the CLI load it

@@ -21,14 +21,15 @@ from interposer.taesd import TAESD_NAMES, find_in_folder
 from .encode import MANIFEST, folder_labels
 
 # TrainConfig fields that say where things are on this machine (given on the command line).
-LOCATION_FIELDS = ("data", "out")
+LOCATION_FIELDS = ("data", "out", "init")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(/[\w.-]+)*$")  # org/name[/subfolder], what load_vae takes
 _VAE_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 
 
 def portable_config(config: dict) -> dict:
-    """A training configuration without this machine's locations: ``data`` and ``out`` are emptied
-    (``train --config`` then asks for ``--data``, as it must on another machine)."""
+    """A training configuration without this machine's locations: ``data``, ``out`` and ``init`` are emptied
+    (``train --config`` then asks for ``--data``, as it must on another machine; a run's ``init`` stage is kept
+    as a record of its own, see ``training.train.init_record``)."""
     return {**config, **{key: "" for key in LOCATION_FIELDS if key in config}}
 
 

@@ -409,21 +409,44 @@ def image_loss(decoder, pred: torch.Tensor, rgb: torch.Tensor, cfg: TrainConfig,
     image, m = decoder(latents), cfg.image_margin
     if m and image.shape[-1] > 4 * m:
         image, target = image[..., m:-m, m:-m], target[..., m:-m, m:-m]
-    l1, color = image_terms(image, target, cfg.color_weight)
-    return cfg.image_weight * l1 + cfg.color_weight * color
+    term, color = image_terms(image, target, cfg.color_weight, cfg.image_loss)
+    return cfg.image_weight * term + cfg.color_weight * color
 
 
-def image_terms(image: torch.Tensor, target: torch.Tensor, color_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L1, colour) between a decoded prediction and the crop: the colour term compares each RGB
-    channel's mean and standard deviation per image, the cheap guard against the colour casts
-    published interposers are known for."""
+def image_terms(
+    image: torch.Tensor, target: torch.Tensor, color_weight: float, kind: str = "l1"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L1 or MSE, colour) between a decoded prediction and the crop. MSE is what the held-out PSNR measures: a
+    second stage on it trades a little L1 for decibels. The colour term compares each RGB channel's mean and
+    standard deviation per image, the cheap guard against the colour casts published interposers are known for."""
     image = image.float()
-    l1 = F.l1_loss(image, target)
+    l1 = F.mse_loss(image, target) if kind == "mse" else F.l1_loss(image, target)
     if not color_weight:
         return l1, torch.zeros((), device=image.device)
     dims = (2, 3)
     color = F.l1_loss(image.mean(dims), target.mean(dims)) + F.l1_loss(image.std(dims), target.std(dims))
     return l1, color
+
+
+# What an init run must share with the run it starts: the same model, direction and layout.
+_INIT_MUST_MATCH = ("model", "src", "dst", "factor", "ch_mid", "blocks", "convs")
+
+
+def load_init(cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], dict]:
+    """The model weights ``cfg.init`` names and the record of how they were trained (kept in this run's checkpoints
+    and summary, so the card's retrain command has every stage). Refuses, in one line, weights of another layout."""
+    groups, state = load_checkpoint(cfg.init)
+    saved = TrainConfig.from_dict(state["config"])
+    keys = ("src", "dst", "factor", "ch_mid", "blocks") if cfg.model == "interposer" else _INIT_MUST_MATCH
+    differ = [f"{k} {getattr(saved, k)} (this run: {getattr(cfg, k)})" for k in ("model", *keys)
+              if getattr(saved, k) != getattr(cfg, k)]  # fmt: skip
+    if differ:
+        raise InterposerError(f"init={cfg.init} was trained with {', '.join(differ)}: its weights cannot start this "
+                              "run; pass the same options or start from scratch.")  # fmt: skip
+    record = {"config": portable_config(state["config"]), "step": state["step"], "elapsed_s": state["elapsed_s"],
+              "schedule": state.get("schedule", [[0, state["total_steps"]]]), "machine": state.get("machine"),
+              "init": state.get("init")}  # fmt: skip
+    return groups["model"], record
 
 
 def run_folder_of(resume: str | Path, saved_out: str) -> Path | str:
@@ -537,7 +560,11 @@ def train(
     # drew random numbers before (a VAE decoder built fresh or taken from load_vae's cache, the linear model).
     torch.manual_seed(cfg.seed)
     model = build_model(mconf, cfg.dropout)
-    if cfg.warm_start == "linear" and groups is None:
+    init = state.get("init") if state else None
+    if cfg.init and groups is None:
+        weights, init = load_init(cfg)
+        model.load_state_dict(weights)
+    elif cfg.warm_start == "linear" and groups is None:
         apply_warm_start(model, fit)
     model = model.to(device, memory_format=torch.channels_last)
     models = {"model": model}
@@ -597,7 +624,7 @@ def train(
             "val_psnr": last_val.get("val_psnr"), "val_psnr_linear": val_psnr_linear,
             "train_loss": round(float(np.mean(recent)), 5) if recent else None,
             "steps_per_s": speed.get("steps_per_s"), "machine": machine,
-            "data": data_id, "params": sum(p.numel() for p in model.parameters()),
+            "data": data_id, "params": sum(p.numel() for p in model.parameters()), "init": init,
         }  # fmt: skip
         meta = {"config": cfg.to_dict(), "optimizer_groups": optim_groups, "scaler": scaler.state_dict(),
                 "window_rng": window_rng.get_state().tolist(), **rng_json, **summary}  # fmt: skip
@@ -642,10 +669,13 @@ def train(
             linear_note = f"linear map val l1 {val_linear:.4f}" + (
                 f", val PSNR {val_psnr_linear:.2f} dB" if val_psnr_linear is not None else ""
             )
+        start_note = ", warm start: least squares" if cfg.warm_start == "linear" else ""
+        if cfg.init and init:
+            start_note = f", starts from {cfg.init} (step {init['step']})"
         print(
             f"{spec.name} ({spec.kind}): {len(src)} training crops, {0 if holdout is None else len(val_x)} held-out; "
             f"{sum(p.numel() for p in model.parameters()):,} parameters ({layout}"
-            f"{', warm start: least squares' if cfg.warm_start == 'linear' else ''}) on {device}"
+            f"{start_note}) on {device}"
             f"{f' x {world.size} processes' if world.size > 1 else ''}, {precision}"
             + (f" ({machine['cpu']})" if machine["cpu"] else "")
             + f"; {linear_note}",

@@ -150,6 +150,52 @@ def test_more_steps_on_resume_are_recorded_and_the_card_retrains_in_two_stages(r
     assert retrain_command(config, [[0, 20]]).endswith("--src xl --dst v1 --steps 20 --set ema=0.9")
 
 
+def test_a_second_stage_starts_from_a_runs_weights_and_the_card_retrains_both(run, data, tmp_path):
+    """``--set init=RUN``: a new run (own optimiser, schedule and losses) from a finished run's weights. Its first
+    validation is the finished run's last; the checkpoint records the first stage, and the card counts and retrains
+    both stages. A resume of the second stage keeps the record."""
+    from training.card import model_card, retrain_command
+
+    out = tmp_path / "stage2"
+    args = ["train", "--preset", "tiny", "--data", str(data), "--out", str(out), "--steps", "6",
+            "--set", "ema=0.9", f"init={run}", "-q"]  # fmt: skip
+    assert main(args) == 0
+    first = load_checkpoint(run)[1]
+    rows = (out / "log.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    start = dict(zip(header, rows[1].split(","), strict=True))
+    assert start["step"] == "0" and float(start["val_l1"]) == pytest.approx(first["val_l1"], abs=1e-5)
+    state = load_checkpoint(out)[1]
+    record = state["init"]
+    assert record["step"] == 12 and record["schedule"] == [[0, 12]] and record["init"] is None
+    assert record["config"]["data"] == "" and record["config"]["ema"] == 0.9  # portable: no machine paths
+    assert json.loads((out / "summary.json").read_text())["init"] == record
+    assert retrain_command(state["config"], state["schedule"], record) == (
+        "python -m training train --preset tiny --data DATA --src xl --dst v1 --out RUN1 --set ema=0.9"
+        " && python -m training train --preset tiny --data DATA --src xl --dst v1 --out RUN2 --steps 6"
+        " --set ema=0.9 init=RUN1"
+    )
+    point = {"psnr": 20.0, "ssim": 0.5}
+    report = {"direction": "xl-to-v1", "images": 1, "mean": {"interposer": point, "VAE bridge": point,
+                                                             "linear map": point}}  # fmt: skip
+    card = model_card({**state, "direction": "xl-to-v1"}, report, licence="x", data_note="", retrain="")
+    assert card["steps"] == 18 and card["stages"] == [12, 6]
+
+    assert main(["train", "--resume", str(out), "--steps", "8", "-q"]) == 0
+    assert load_checkpoint(out)[1]["init"] == record
+
+
+def test_an_init_of_another_layout_is_one_line_naming_the_option(run, data, tmp_path, capsys):
+    args = ["train", "--preset", "tiny", "--data", str(data), "--out", str(tmp_path / "r"), "--set", f"init={run}"]
+    assert main([*args, "ch_mid=16", "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"init={run} was trained with ch_mid 8 (this run: 16)" in err and "\n" not in err
+    assert not (tmp_path / "r" / "checkpoints").exists()
+    assert main([*args[:-1], f"init={tmp_path / 'nothing'}", "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "nothing" in err and "\n" not in err and "Traceback" not in err
+
+
 def test_ctrl_c_saves_the_current_step_and_resume_is_exact(run, data, tmp_path, monkeypatch, capsys):
     """Ctrl-C mid-run: the step finishes, a checkpoint is written at it, and --resume ends bit-identical."""
     import signal

@@ -347,9 +347,9 @@ def test_image_loss_logs_val_psnr(data, tmp_path, monkeypatch):
     calls = []
     original = train_module.image_terms
 
-    def counting(image, target, color_weight):
+    def counting(image, target, color_weight, kind):
         calls.append((tuple(image.shape), tuple(target.shape)))
-        return original(image, target, color_weight)
+        return original(image, target, color_weight, kind)
 
     monkeypatch.setattr(train_module, "image_terms", counting)
     out = tmp_path / "img"
@@ -362,6 +362,16 @@ def test_image_loss_logs_val_psnr(data, tmp_path, monkeypatch):
     assert len(psnrs) == 2 and all(3 < p < 60 for p in psnrs)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["val_psnr"] == psnrs[-1] and 3 < summary["val_psnr_linear"] < 60
+
+
+def test_image_loss_mse_is_the_mean_square_error_psnr_measures():
+    image, target = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    mse, color = train_module.image_terms(image, target, 0.0, "mse")
+    assert mse.item() == pytest.approx(((image - target) ** 2).mean().item()) and color.item() == 0
+    l1 = train_module.image_terms(image, target, 0.0)[0]
+    assert l1.item() == pytest.approx((image - target).abs().mean().item())
+    with pytest.raises(InterposerError, match="image_loss='l2'"):
+        TrainConfig.from_dict({"image_loss": "l2"})
 
 
 def test_image_loss_without_rgb_data_names_the_flag(data_a, tmp_path, capsys):
