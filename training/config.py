@@ -134,6 +134,14 @@ PRESETS: dict[str, dict] = {
         "steps": 10_000, "eval_every": 500, "checkpoint_every": 500, "warm_start": "linear", "bn": "frozen",
         "image_weight": 50.0, "color_weight": 10.0, "image_every": 2, "image_batch": 8, "image_crop": 12,
     },
+    # A second stage after "cpu" (--set init=RUN1): from those weights, the whole crop decoded on every step and
+    # compared by MSE, what PSNR measures; the latent L1 down to a guide. About half the steps/s of "cpu".
+    "finish": {
+        "ch_mid": 48, "blocks": 8, "convs": 8, "dropout": 0.0, "batch": 8, "crop": 16, "lr": 2e-4, "warmup": 50,
+        "steps": 2000, "eval_every": 500, "checkpoint_every": 500, "warm_start": "linear", "bn": "frozen",
+        "beta1": 0.9, "beta2": 0.99, "weight_decay": 0.0, "latent_weight": 0.2, "image_weight": 500.0,
+        "image_loss": "mse", "color_weight": 0.0, "image_every": 1, "image_batch": 0, "image_crop": 0,
+    },
     # An H100/H200: the published width and depth, big batches of bigger crops, bf16 autocast, every step
     # with the image loss, torch.compile. Upscalers: the published 64 x 16 layout.
     "gpu": {
@@ -151,6 +159,7 @@ PRESETS: dict[str, dict] = {
 PRESET_NOTES: dict[str, str] = {
     "v4": "city96's recipe, GPU",
     "cpu": "a 20-minute laptop run",
+    "finish": "a second stage after cpu, with --set init=RUN",
     "gpu": "an H100/H200 run: the published layout, bf16, torch.compile",
     "tiny": "smoke test",
 }

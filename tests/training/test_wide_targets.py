@@ -127,3 +127,16 @@ def test_the_retrain_command_is_the_nearest_preset_plus_the_differences():
     config = build_config("gpu", None, {"src": "f2", "dst": "v1", "blocks": 6}).to_dict()
     expected = "python -m training train --preset gpu --data DATA --src f2 --dst v1 --set blocks=6"
     assert retrain_command(config) == expected
+
+
+def test_a_second_stage_retrains_as_its_first_stage_then_the_finish_preset_from_it():
+    from training.config import build_config
+
+    first = build_config("cpu", None, {"steps": 2500, "lr": 3e-4, "src": "xl", "dst": "fx"}).to_dict()
+    record = {"config": first, "schedule": [[0, 2500], [2500, 7500]], "step": 7500, "elapsed_s": 1.0, "init": None}
+    second = build_config("finish", None, {"src": "xl", "dst": "fx", "data": "/x", "init": "/runs/a"}).to_dict()
+    assert retrain_command(second, [[0, 2000]], record) == (
+        "python -m training train --preset cpu --data DATA --src xl --dst fx --out RUN1 --steps 2500 --lr 0.0003"
+        " && python -m training train --resume RUN1 --data DATA --steps 7500"
+        " && python -m training train --preset finish --data DATA --src xl --dst fx --out RUN2 --set init=RUN1"
+    )
