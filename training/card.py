@@ -163,7 +163,7 @@ def cards_markdown(paths: list[str | os.PathLike]) -> str:
             f"- Data: {d['note']} {d['images']} training images, {d['crops']} crops of {d['crop_px']} px, encoded "
             f"with the tiny autoencoders of {', '.join(d['vaes'])}.",
             f"- Training: {card['steps']:,} steps{_stages_note(card)} on {m['device']} ({m['precision']}; {m['cpu']}), "
-            f"{m['steps_per_s']} steps/s, {m['hours']} h.",
+            f"{m['steps_per_s']} steps/s{' in the last stage' if card.get('stages') else ''}, {m['hours']} h in all.",
             f"- Held out ({h['images']} images, long side {h['max_side']} px): PSNR {h['psnr']:.2f} dB, SSIM "
             f"{h['ssim']:.3f}; TAE bridge {h['bridge_psnr']:.2f} dB, 1×1 linear map {h['linear_psnr']:.2f} dB."
             + (f" Worst image: {worst['psnr']:.2f} dB (bridge {worst['bridge_psnr']:.2f})." if worst else ""),
