@@ -29,7 +29,7 @@ _VAE_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 def portable_config(config: dict) -> dict:
     """A training configuration without this machine's locations: ``data``, ``out`` and ``init`` are emptied
     (``train --config`` then asks for ``--data``, as it must on another machine; a run's ``init`` stage is kept
-    as a record of its own, see ``training.train.init_record``)."""
+    as a record of its own, see ``training.train.load_init``)."""
     return {**config, **{key: "" for key in LOCATION_FIELDS if key in config}}
 
 

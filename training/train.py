@@ -420,16 +420,12 @@ def image_terms(
     second stage on it trades a little L1 for decibels. The colour term compares each RGB channel's mean and
     standard deviation per image, the cheap guard against the colour casts published interposers are known for."""
     image = image.float()
-    l1 = F.mse_loss(image, target) if kind == "mse" else F.l1_loss(image, target)
+    term = F.mse_loss(image, target) if kind == "mse" else F.l1_loss(image, target)
     if not color_weight:
-        return l1, torch.zeros((), device=image.device)
+        return term, torch.zeros((), device=image.device)
     dims = (2, 3)
     color = F.l1_loss(image.mean(dims), target.mean(dims)) + F.l1_loss(image.std(dims), target.std(dims))
-    return l1, color
-
-
-# What an init run must share with the run it starts: the same model, direction and layout.
-_INIT_MUST_MATCH = ("model", "src", "dst", "factor", "ch_mid", "blocks", "convs")
+    return term, color
 
 
 def load_init(cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], dict]:
@@ -437,8 +433,8 @@ def load_init(cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], dict]:
     and summary, so the card's retrain command has every stage). Refuses, in one line, weights of another layout."""
     groups, state = load_checkpoint(cfg.init)
     saved = TrainConfig.from_dict(state["config"])
-    keys = ("src", "dst", "factor", "ch_mid", "blocks") if cfg.model == "interposer" else _INIT_MUST_MATCH
-    differ = [f"{k} {getattr(saved, k)} (this run: {getattr(cfg, k)})" for k in ("model", *keys)
+    must_match = ("model", "src", "dst", "factor", "ch_mid", "blocks" if cfg.model == "interposer" else "convs")
+    differ = [f"{k} {getattr(saved, k)} (this run: {getattr(cfg, k)})" for k in must_match
               if getattr(saved, k) != getattr(cfg, k)]  # fmt: skip
     if differ:
         raise InterposerError(f"init={cfg.init} was trained with {', '.join(differ)}: its weights cannot start this "
@@ -512,6 +508,8 @@ def train(
     run = Path(cfg.out or f"runs/{spec.name}")
     if resume is None and list_checkpoints(run):
         raise InterposerError(f"{run} already has checkpoints: continue with --resume {run}, or pick another --out.")
+    # A second stage: the earlier run's weights and record, checked before any data is read. A resume keeps the record.
+    init_weights, init = load_init(cfg) if cfg.init and groups is None else (None, (state or {}).get("init"))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(distributed.local_device(cfg.device))
@@ -560,10 +558,8 @@ def train(
     # drew random numbers before (a VAE decoder built fresh or taken from load_vae's cache, the linear model).
     torch.manual_seed(cfg.seed)
     model = build_model(mconf, cfg.dropout)
-    init = state.get("init") if state else None
-    if cfg.init and groups is None:
-        weights, init = load_init(cfg)
-        model.load_state_dict(weights)
+    if init_weights is not None:
+        model.load_state_dict(init_weights)
     elif cfg.warm_start == "linear" and groups is None:
         apply_warm_start(model, fit)
     model = model.to(device, memory_format=torch.channels_last)

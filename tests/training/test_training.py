@@ -190,7 +190,7 @@ def test_an_init_of_another_layout_is_one_line_naming_the_option(run, data, tmp_
     assert main([*args, "ch_mid=16", "-q"]) == 1
     err = capsys.readouterr().err.strip()
     assert f"init={run} was trained with ch_mid 8 (this run: 16)" in err and "\n" not in err
-    assert not (tmp_path / "r" / "checkpoints").exists()
+    assert not (tmp_path / "r" / "checkpoints").exists() and not (tmp_path / "r").exists()  # refused before any work
     assert main([*args[:-1], f"init={tmp_path / 'nothing'}", "-q"]) == 1
     err = capsys.readouterr().err.strip()
     assert "nothing" in err and "\n" not in err and "Traceback" not in err
