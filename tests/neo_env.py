@@ -159,7 +159,7 @@ def boot(monkeypatch, tmp_path, tiny_vaes, photo: torch.Tensor, weights_dir: Pat
     add_module("sdxl_vae", "vae", tiny_vaes["xl"], 4)
     add_module("gemma_2_2b", "text_encoder", "Lumina2")
     taef2 = tiny_vaes.get("f2")  # None where the TAESD folder has no taef2: Klein then cannot sample
-    add_module("flux2-vae", "vae", fake_engines.PackedFlux2Vae(taef2) if taef2 is not None else fake_engines._NoVae(),
+    add_module("flux2-vae", "vae", fake_engines.PackedFlux2Vae(taef2) if taef2 is not None else fake_engines.NoVae(),
                32)  # fmt: skip
     add_module("qwen_3_4b", "text_encoder", "Klein")
     shared.opts.data["sd_model_checkpoint"] = "sdxl.safetensors"

@@ -155,7 +155,7 @@ class Lumina2(FakeEngine):
         self.use_shift = True
 
 
-class _NoVae:
+class NoVae:
     """The VAE of a family the stand-in cannot run (no tiny VAE for it): any use is a test failure."""
 
     def encode(self, x):
@@ -170,7 +170,7 @@ class Mugen(FakeEngine):
     what Neo's Mugen samples in)."""
 
     def __init__(self, vae, photo, *args, **kwargs):
-        super().__init__("f2", vae or _NoVae(), photo, *args, latent_format=latent.SDXL_Flux2(), **kwargs)
+        super().__init__("f2", vae or NoVae(), photo, *args, latent_format=latent.SDXL_Flux2(), **kwargs)
         self.is_sdxl = True
 
 
@@ -205,11 +205,11 @@ class Klein(FakeEngine):
     vae_decoder_channels = 32  # the FLUX.2 VAE file's decoder takes the unpacked latent
 
     def __init__(self, photo, *args, **kwargs):
-        super().__init__("f2", _NoVae(), photo, *args, latent_format=latent.Flux2(), **kwargs)
+        super().__init__("f2", NoVae(), photo, *args, latent_format=latent.Flux2(), **kwargs)
 
 
 class QwenImage(FakeEngine):
     """Qwen-Image: the Wan VAE (16 channels, per-channel mean/std)."""
 
     def __init__(self, photo, *args, **kwargs):
-        super().__init__("fx", _NoVae(), photo, *args, latent_format=latent.Wan21(), **kwargs)
+        super().__init__("fx", NoVae(), photo, *args, latent_format=latent.Wan21(), **kwargs)
