@@ -70,7 +70,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     settings = EncodeSettings(
         crop=args.crop, crops_per_image=args.crops_per_image, min_scale=args.min_scale, flip=not args.no_flip,
         max_side=args.max_side, holdout=args.holdout, holdout_crops=args.holdout_crops, seed=args.seed,
-        factors=tuple(sorted(set(args.factors or ()))), rgb=args.rgb,
+        factors=tuple(sorted(set(args.factors or ()))), rgb=args.rgb, hue=args.hue,
     )  # fmt: skip
     vaes = _load_vaes(args, families)
     manifest = encode_folder(args.images, args.out, vaes, settings, shard_images=args.shard_images,
@@ -324,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops-per-image", type=int, default=8, help="default 8")
     p.add_argument("--min-scale", type=float, default=0.5, help="crops come from the image scaled by [min, 1]")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument("--hue", type=float, default=0.0, metavar="DEG",
+                   help="turn each training crop's hue by a random angle up to this many degrees (default 0: "
+                   "none); more colours than the images hold, for a target that must learn them all")  # fmt: skip
     p.add_argument("--max-side", type=int, default=1024, help="downscale images to this longer side first")
     p.add_argument(
         "--holdout", type=int, default=0, help="images per folder to keep out of training for eval (seeded pick)"

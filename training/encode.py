@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import zlib
@@ -66,6 +67,7 @@ class EncodeSettings:
     seed: int = 0
     factors: tuple[float, ...] = ()  # also store each crop downscaled by these factors (upscaler inputs)
     rgb: bool = False  # also store the crops themselves (uint8) for image-space losses
+    hue: float = 0.0  # rotate each training crop's hue by a random angle in [-hue, hue] degrees (held-out: never)
 
 
 def latent_key(family: str, factor: float | None = None) -> str:
@@ -131,9 +133,28 @@ def pick_holdout(names: list[str], count: int, seed: int) -> list[str]:
     return sorted(random.Random(seed).sample(sorted(names), count))
 
 
-def random_crops(image: torch.Tensor, settings: EncodeSettings, count: int, seed: int) -> torch.Tensor:
-    """``count`` crops (count, 3, crop, crop) of a (1, 3, H, W) image; deterministic for ``seed``."""
+def rotate_hue(image: torch.Tensor, degrees: float) -> torch.Tensor:
+    """``image`` (..., 3, H, W) in [0, 1] with its hue turned by ``degrees`` about the grey axis (the YIQ
+    rotation: luma stays, chroma turns), clamped to [0, 1]. Grey pixels do not change."""
+    a = math.radians(degrees)
+    cos, sin = math.cos(a), math.sin(a)
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    turn = torch.tensor([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
+    matrix = (torch.linalg.inv(to_yiq) @ turn @ to_yiq).to(image)
+    return torch.einsum("ij,...jhw->...ihw", matrix, image).clamp(0, 1)
+
+
+def random_crops(
+    image: torch.Tensor, settings: EncodeSettings, count: int, seed: int, jitter: bool = True
+) -> torch.Tensor:
+    """``count`` crops (count, 3, crop, crop) of a (1, 3, H, W) image; deterministic for ``seed``.
+
+    With ``settings.hue`` (and ``jitter``: training crops, not held-out ones) each crop's hue is turned
+    by a random angle: a few illustrations cannot teach every saturated colour a latent can hold, and a
+    held-out illustration in colours the training set lacks comes out in the wrong hue. The angles come
+    from their own generator, so the crops' positions do not depend on ``hue``."""
     g = torch.Generator().manual_seed(seed)
+    hue_g = torch.Generator().manual_seed(seed ^ 0x48E)
     h, w = image.shape[-2:]
     smallest = settings.crop / min(h, w)  # below this scale the image is smaller than a crop
     crops = []
@@ -147,6 +168,8 @@ def random_crops(image: torch.Tensor, settings: EncodeSettings, count: int, seed
         crop = scaled[..., top : top + settings.crop, left : left + settings.crop]
         if settings.flip and torch.rand((), generator=g).item() < 0.5:
             crop = crop.flip(-1)
+        if settings.hue and jitter:
+            crop = rotate_hue(crop, (2 * torch.rand((), generator=hue_g).item() - 1) * settings.hue)
         crops.append(crop)
     return torch.cat(crops).clamp(0, 1)
 
@@ -202,10 +225,11 @@ def check_factors(settings: EncodeSettings) -> None:
 def _check_resume(manifest: dict, settings: EncodeSettings, vaes: dict[str, VAE], images_dirs: list[Path]) -> None:
     wanted = {"settings": _settings_json(settings), "families": sorted(vaes),
               "vaes": {k: v.describe() for k, v in vaes.items()}}  # fmt: skip
-    for key, value in wanted.items():
-        if manifest.get(key) != value:
+    recorded = {**manifest, "settings": {**_settings_json(EncodeSettings()), **manifest.get("settings", {})}}
+    for key, value in wanted.items():  # an older manifest lacks settings added since: they had their defaults
+        if recorded.get(key) != value:
             raise InterposerError(
-                f"The output folder already holds data made with other {key} ({manifest.get(key)} vs {value}). "
+                f"The output folder already holds data made with other {key} ({recorded.get(key)} vs {value}). "
                 "Use a new output folder, or the same settings to resume."
             )
     if manifest.get("folders") != [str(d) for d in images_dirs]:
@@ -323,7 +347,8 @@ def _encode_images(
             if image is None:
                 manifest["skipped"][ident] = f"too small: the shorter side is under {settings.crop} px"
             else:
-                crops = random_crops(image, settings, crops_per_image, image_seed(settings.seed, ident))
+                crops = random_crops(image, settings, crops_per_image, image_seed(settings.seed, ident),
+                                     jitter=ident not in holdout)  # fmt: skip
                 encoded = encode_crops(crops, vaes, batch, factors)
                 if settings.rgb:
                     encoded["rgb"] = (crops * 255).round().to(torch.uint8)

@@ -28,7 +28,7 @@ from training.checkpoint import load_checkpoint
 from training.cli import build_parser, main
 from training.config import TrainConfig, build_config
 from training.data import CropSampler
-from training.encode import EncodeSettings, fit_image, image_seed, random_crops
+from training.encode import EncodeSettings, fit_image, image_seed, random_crops, rotate_hue
 from training.evaluate import PATHS, ssim
 from training.train import lr_at, train
 
@@ -107,6 +107,47 @@ def test_encode_resumes_with_the_same_crops_and_skips_bad_images(tmp_path, data)
     assert torch.equal(resumed["v1"], shard["v1"][shard["image"] == index])
     # Other settings in the same folder: refused, nothing overwritten.
     assert main(["encode", str(images), str(tmp_path / "d"), *ENCODE, "--crops-per-image", "3"]) == 1
+
+
+def test_rotate_hue_keeps_grey_and_luma_and_turns_back():
+    image = torch.rand(2, 3, 8, 8) * 0.5 + 0.25  # mid-range colours: nothing clamps
+    assert torch.allclose(rotate_hue(image, 0), image, atol=1e-6)
+    assert torch.allclose(rotate_hue(rotate_hue(image, 70), -70), image, atol=1e-5)
+    grey = torch.full((1, 3, 4, 4), 0.4)
+    assert torch.allclose(rotate_hue(grey, 123), grey, atol=1e-6)
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+    turned = rotate_hue(image, 90)
+    assert torch.allclose((turned * luma).sum(-3), (image * luma).sum(-3), atol=1e-5)
+    assert (turned - image).abs().mean() > 0.02
+
+
+def test_hue_jitter_turns_training_crops_only_and_older_data_still_resumes(tmp_path, data):
+    images = _link_photos(tmp_path / "images", TRAIN_PHOTOS)
+    assert main(["encode", str(images), str(tmp_path / "hue"), "--holdout", "1", *ENCODE, "--hue", "90"]) == 0
+    plain, turned = load_file(data / "train-00000.safetensors"), load_file(tmp_path / "hue" / "train-00000.safetensors")
+    # Same crops (positions and flips), other colours; the held-out crops are never turned.
+    assert turned["xl"].shape == plain["xl"].shape and not torch.allclose(turned["xl"], plain["xl"], atol=0.1)
+    assert torch.equal(load_file(tmp_path / "hue" / "holdout.safetensors")["xl"],
+                       load_file(data / "holdout.safetensors")["xl"])  # fmt: skip
+    settings = EncodeSettings(**{**json.loads((data / "manifest.json").read_text())["settings"], "hue": 90.0})
+    name = json.loads((data / "manifest.json").read_text())["train_images"][0]
+    image = fit_image(load_image(PHOTOS / name, max_side=None), settings)
+    seed = image_seed(settings.seed, name)
+    jittered, straight = random_crops(image, settings, 2, seed), random_crops(image, settings, 2, seed, jitter=False)
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+    unclamped = ((jittered > 0.01) & (jittered < 0.99)).all(-3)
+    assert torch.allclose((jittered * luma).sum(-3)[unclamped], (straight * luma).sum(-3)[unclamped], atol=1e-4)
+    # A data folder written before --hue existed has no "hue" in its settings: it resumes as hue 0.
+    old = tmp_path / "old"
+    _link_photos(old / "images", TRAIN_PHOTOS[:2])
+    assert main(["encode", str(old / "images"), str(old / "d"), "--shard-images", "1", *ENCODE]) == 0
+    manifest = json.loads((old / "d" / "manifest.json").read_text())
+    del manifest["settings"]["hue"]
+    (old / "d" / "manifest.json").write_text(json.dumps(manifest))
+    _link_photos(old / "images", TRAIN_PHOTOS[2:3])
+    assert main(["encode", str(old / "images"), str(old / "d"), "--shard-images", "1", *ENCODE]) == 0
+    assert len(json.loads((old / "d" / "manifest.json").read_text())["train_images"]) == 3
+    assert main(["encode", str(old / "images"), str(old / "d"), *ENCODE, "--hue", "30"]) == 1
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(run, data, tmp_path):
