@@ -48,7 +48,7 @@ def model_card(summary: dict, report: dict, *, licence: str, data_note: str, ret
         "direction": direction,
         "licence": licence,
         "data": {"note": data_note, "images": data.get("images"), "crops": data.get("crops"),
-                 "crop_px": data.get("crop_px"), "held_out_images": data.get("holdout"),
+                 "crop_px": data.get("crop_px"), "held_out_images": data.get("holdout"), "hue": data.get("hue") or 0.0,
                  "vaes": sorted((data.get("vaes") or {}).keys())},
         "steps": summary.get("step", 0) + sum(stage["step"] for stage in stages),
         "stages": [stage["step"] for stage in stages] + [summary.get("step")] if stages else None,
@@ -70,7 +70,25 @@ _MACHINE_FIELDS = ("data", "out", "src", "dst", "device", "threads", "tensorboar
 _FLAGS = {"steps": "--steps", "lr": "--lr", "batch": "--batch"}
 
 
-def retrain_command(config: dict, schedule: list | None = None, init: dict | None = None) -> str:
+def data_names(datas: list[dict | None]) -> list[str]:
+    """The ``--data`` placeholder of each stage: ``DATA`` for the first stage's data, ``DATA2``, ``DATA3`` ... for
+    each other data folder in order of first use, told apart by their manifest hash. A stage recorded before stages
+    recorded their data (no identity) counts as ``DATA``; a recorded one is then named apart from it, since nothing
+    says they were the same folder (at worst the command names one folder twice)."""
+    names: dict[str | None, str] = {}
+    first = (datas[0] or {}).get("manifest_sha256") if datas else None
+    names[first] = "DATA"
+    names[None] = "DATA"
+    out = []
+    for data in datas:
+        key = (data or {}).get("manifest_sha256")
+        out.append(names.setdefault(key, f"DATA{len(set(names.values())) + 1}"))
+    return out
+
+
+def retrain_command(
+    config: dict, schedule: list | None = None, init: dict | None = None, data: dict | None = None
+) -> str:
     """The shortest ``train`` command that reproduces ``config``: the preset it differs least from, then each
     remaining difference as a flag or ``--set``.
 
@@ -79,15 +97,18 @@ def retrain_command(config: dict, schedule: list | None = None, init: dict | Non
     command stops at the first total and each later total is a ``--resume RUN --steps N``.
 
     ``init`` (the record of the run whose weights started this one, see ``training.train.load_init``): its own
-    commands come first, into ``RUN1``; this stage trains into ``RUN2`` with ``--set init=RUN1``, and so on."""
-    stages = [*stages_of(init), {"config": config, "schedule": schedule}]
+    commands come first, into ``RUN1``; this stage trains into ``RUN2`` with ``--set init=RUN1``, and so on. ``data``
+    (this run's data identity) and each stage's recorded one name the data folders: a stage on other data (the same
+    images encoded with ``--hue``, say) reads ``--data DATA2`` (:func:`data_names`)."""
+    stages = [*stages_of(init), {"config": config, "schedule": schedule, "data": data}]
     if len(stages) == 1:
         return _stage_command(config, schedule, "RUN", None)
-    return " && ".join(_stage_command(s["config"], s["schedule"], f"RUN{i + 1}", f"RUN{i}" if i else None)
+    names = data_names([s.get("data") for s in stages])
+    return " && ".join(_stage_command(s["config"], s["schedule"], f"RUN{i + 1}", f"RUN{i}" if i else None, names[i])
                        for i, s in enumerate(stages))  # fmt: skip
 
 
-def _stage_command(config: dict, schedule: list | None, run: str, init: str | None) -> str:
+def _stage_command(config: dict, schedule: list | None, run: str, init: str | None, data: str = "DATA") -> str:
     """One stage's command(s): ``--out run`` wherever a later command needs the folder, ``init=...`` when the
     stage starts from an earlier one."""
     from .config import PRESETS, TrainConfig
@@ -110,8 +131,8 @@ def _stage_command(config: dict, schedule: list | None, run: str, init: str | No
     sets = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in diff.items() if k not in _FLAGS]
     if init:
         sets.append(f"init={init}")
-    command = f"python -m training train --preset {preset} --data DATA --src {config['src']} --dst {config['dst']}"
-    later = [f"python -m training train --resume {run} --data DATA --steps {total}" for total in stages[1:]]
+    command = f"python -m training train --preset {preset} --data {data} --src {config['src']} --dst {config['dst']}"
+    later = [f"python -m training train --resume {run} --data {data} --steps {total}" for total in stages[1:]]
     out = [f"--out {run}"] if later or run != "RUN" else []
     first = " ".join([command, *out, *flags, *(["--set", *sets] if sets else [])])
     return " && ".join([first, *later])
@@ -161,7 +182,9 @@ def cards_markdown(paths: list[str | os.PathLike]) -> str:
             "", f"### {card['direction']}", "",
             f"- File: `{path.name}` ({path.stat().st_size / 1e6:.1f} MB, {_dtype(path)}), licence: {card['licence']}.",
             f"- Data: {d['note']} {d['images']} training images, {d['crops']} crops of {d['crop_px']} px, encoded "
-            f"with the tiny autoencoders of {', '.join(d['vaes'])}.",
+            f"with the tiny autoencoders of {', '.join(d['vaes'])}"
+            + (f", each crop's hue turned by up to ±{d['hue']:g}° (`encode --hue {d['hue']:g}`)." if d.get("hue")
+               else "."),
             f"- Training: {card['steps']:,} steps{_stages_note(card)} on {m['device']} ({m['precision']}; {m['cpu']}), "
             f"{m['steps_per_s']} steps/s{' in the last stage' if card.get('stages') else ''}, {m['hours']} h in all.",
             f"- Held out ({h['images']} images, long side {h['max_side']} px): PSNR {h['psnr']:.2f} dB, SSIM "

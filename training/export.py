@@ -107,7 +107,8 @@ def export(
 
         made = model_card({**summary, "direction": dirn.name}, card["report"], licence=card["licence"],
                           data_note=card["data_note"],
-                          retrain=retrain_command(summary["config"], summary["schedule"], summary["init"]))  # fmt: skip
+                          retrain=retrain_command(summary["config"], summary["schedule"], summary["init"],
+                                                 summary.get("data")))  # fmt: skip
         metadata[CARD_KEY] = json.dumps(made)
     path = save_weights(Path(out_dir) / dirn.filename(tag), state_dict, config, direction=dirn, metadata=metadata)
     load_weights(path, dirn)  # the file must load exactly as the webui and the CLI load it

@@ -54,7 +54,8 @@ def data_identity(folder: str | Path, manifest: dict) -> dict:
     return {
         "name": Path(folder).resolve().name, "manifest_sha256": file_sha256(Path(folder) / MANIFEST),
         "images": len(manifest["train_images"]), "crops": manifest["crops"], "holdout": len(manifest["holdout"]),
-        "crop_px": manifest["settings"]["crop"], "folders": folder_labels(manifest["folders"]),
+        "crop_px": manifest["settings"]["crop"], "hue": manifest["settings"].get("hue", 0.0),
+        "folders": folder_labels(manifest["folders"]),
         "vaes": {family: vae_identity(recorded) for family, recorded in manifest["vaes"].items()},
     }  # fmt: skip
 

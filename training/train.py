@@ -441,7 +441,7 @@ def load_init(cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], dict]:
                               "run; pass the same options or start from scratch.")  # fmt: skip
     record = {"config": portable_config(state["config"]), "step": state["step"], "elapsed_s": state["elapsed_s"],
               "schedule": state.get("schedule", [[0, state["total_steps"]]]), "machine": state.get("machine"),
-              "init": state.get("init")}  # fmt: skip
+              "data": state.get("data"), "init": state.get("init")}  # fmt: skip
     return groups["model"], record
 
 

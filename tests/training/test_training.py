@@ -121,13 +121,20 @@ def test_rotate_hue_keeps_grey_and_luma_and_turns_back():
     assert (turned - image).abs().mean() > 0.02
 
 
-def test_hue_jitter_turns_training_crops_only_and_older_data_still_resumes(tmp_path, data):
-    images = _link_photos(tmp_path / "images", TRAIN_PHOTOS)
-    assert main(["encode", str(images), str(tmp_path / "hue"), "--holdout", "1", *ENCODE, "--hue", "90"]) == 0
-    plain, turned = load_file(data / "train-00000.safetensors"), load_file(tmp_path / "hue" / "train-00000.safetensors")
+@pytest.fixture(scope="module")
+def hue_data(tmp_path_factory):
+    """The photos of ``data`` encoded again with every training crop's hue turned by up to 90 degrees."""
+    root = tmp_path_factory.mktemp("hue")
+    images = _link_photos(root / "images", TRAIN_PHOTOS)
+    assert main(["encode", str(images), str(root / "data"), "--holdout", "1", *ENCODE, "--rgb", "--hue", "90"]) == 0
+    return root / "data"
+
+
+def test_hue_jitter_turns_training_crops_only_and_older_data_still_resumes(tmp_path, data, hue_data):
+    plain, turned = load_file(data / "train-00000.safetensors"), load_file(hue_data / "train-00000.safetensors")
     # Same crops (positions and flips), other colours; the held-out crops are never turned.
     assert turned["xl"].shape == plain["xl"].shape and not torch.allclose(turned["xl"], plain["xl"], atol=0.1)
-    assert torch.equal(load_file(tmp_path / "hue" / "holdout.safetensors")["xl"],
+    assert torch.equal(load_file(hue_data / "holdout.safetensors")["xl"],
                        load_file(data / "holdout.safetensors")["xl"])  # fmt: skip
     settings = EncodeSettings(**{**json.loads((data / "manifest.json").read_text())["settings"], "hue": 90.0})
     name = json.loads((data / "manifest.json").read_text())["train_images"][0]
@@ -224,6 +231,29 @@ def test_a_second_stage_starts_from_a_runs_weights_and_the_card_retrains_both(ru
 
     assert main(["train", "--resume", str(out), "--steps", "8", "-q"]) == 0
     assert load_checkpoint(out)[1]["init"] == record
+
+
+def test_a_stage_on_other_data_records_both_and_retrains_each_on_its_own(run, data, hue_data, tmp_path):
+    """A finish stage on the same images encoded with --hue: the record keeps the first stage's data, this run's
+    data says its hue, and the retrain line gives each stage its own data folder."""
+    from training.card import model_card, retrain_command
+
+    out = tmp_path / "hue-stage"
+    args = ["train", "--preset", "tiny", "--data", str(hue_data), "--out", str(out), "--steps", "4",
+            "--set", "ema=0.9", f"init={run}", "-q"]  # fmt: skip
+    assert main(args) == 0
+    state = load_checkpoint(out)[1]
+    first = json.loads((run / "summary.json").read_text())["data"]
+    assert state["init"]["data"]["manifest_sha256"] == first["manifest_sha256"] and first["hue"] == 0.0
+    assert state["data"]["hue"] == 90.0 and state["data"]["manifest_sha256"] != first["manifest_sha256"]
+    line = retrain_command(state["config"], state["schedule"], state["init"], state["data"])
+    assert "--data DATA --src xl --dst v1 --out RUN1" in line and "--data DATA2 --src xl --dst v1 --out RUN2" in line
+    assert "DATA3" not in line
+    point = {"psnr": 20.0, "ssim": 0.5}
+    report = {"direction": "xl-to-v1", "images": 1, "mean": {"interposer": point, "VAE bridge": point,
+                                                             "linear map": point}}  # fmt: skip
+    card = model_card({**state, "direction": "xl-to-v1"}, report, licence="x", data_note="", retrain=line)
+    assert card["data"]["hue"] == 90.0
 
 
 def test_an_init_of_another_layout_is_one_line_naming_the_option(run, data, tmp_path, capsys):
