@@ -73,17 +73,15 @@ _FLAGS = {"steps": "--steps", "lr": "--lr", "batch": "--batch"}
 def data_names(datas: list[dict | None]) -> list[str]:
     """The ``--data`` placeholder of each stage: ``DATA`` for the first stage's data, ``DATA2``, ``DATA3`` ... for
     each other data folder in order of first use, told apart by their manifest hash. A stage recorded before stages
-    recorded their data (no identity) counts as ``DATA``; a recorded one is then named apart from it, since nothing
-    says they were the same folder (at worst the command names one folder twice)."""
+    recorded their data (no identity) is taken to have run on the data of the next stage that has one (else of the
+    one before): a later stage most often goes on with the same data."""
+    keys = [(data or {}).get("manifest_sha256") for data in datas]
+    for i in range(len(keys) - 2, -1, -1):
+        keys[i] = keys[i] or keys[i + 1]
+    for i in range(1, len(keys)):
+        keys[i] = keys[i] or keys[i - 1]
     names: dict[str | None, str] = {}
-    first = (datas[0] or {}).get("manifest_sha256") if datas else None
-    names[first] = "DATA"
-    names[None] = "DATA"
-    out = []
-    for data in datas:
-        key = (data or {}).get("manifest_sha256")
-        out.append(names.setdefault(key, f"DATA{len(set(names.values())) + 1}"))
-    return out
+    return [names.setdefault(key, "DATA" if not names else f"DATA{len(names) + 1}") for key in keys]
 
 
 def retrain_command(

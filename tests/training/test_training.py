@@ -249,6 +249,14 @@ def test_a_stage_on_other_data_records_both_and_retrains_each_on_its_own(run, da
     line = retrain_command(state["config"], state["schedule"], state["init"], state["data"])
     assert "--data DATA --src xl --dst v1 --out RUN1" in line and "--data DATA2 --src xl --dst v1 --out RUN2" in line
     assert "DATA3" not in line
+    # A stage recorded before stages recorded their data goes with the next stage that has one.
+    from training.card import data_names
+
+    recorded = [{"manifest_sha256": h} for h in "aab"]
+    assert data_names([None, *recorded]) == ["DATA", "DATA", "DATA", "DATA2"]
+    assert data_names([None, None, recorded[0]]) == ["DATA"] * 3
+    assert data_names([recorded[0], None]) == ["DATA", "DATA"]
+    assert data_names([recorded[0], recorded[2], None]) == ["DATA", "DATA2", "DATA2"]
     point = {"psnr": 20.0, "ssim": 0.5}
     report = {"direction": "xl-to-v1", "images": 1, "mean": {"interposer": point, "VAE bridge": point,
                                                              "linear map": point}}  # fmt: skip
