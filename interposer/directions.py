@@ -55,7 +55,7 @@ BUNDLED: tuple[tuple[str, str], ...] = (
     ("v1", "fx"),
     ("f2", "v1"),
 )
-BUNDLED_TAG = "li-3"
+BUNDLED_TAG = "li-4"
 
 
 def factor_text(factor: float) -> str:

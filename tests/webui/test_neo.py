@@ -316,7 +316,7 @@ def test_a_shipped_direction_on_the_xyz_axis_and_pasted_back(neo):
     p.scripts = neo.runner
     p.script_args = tuple(neo.script_args())
     (cell,) = xyz.run_cells(p, axis, ["xl-to-fx"])
-    assert 'Latent interposer: "xl-to-fx, li-3, fp32, explicit"' in cell.infotexts[0]
+    assert 'Latent interposer: "xl-to-fx, li-4, fp32, explicit"' in cell.infotexts[0]
     assert neo.hires_inputs[-1].x.shape[1] == 16
     params = parse_generation_parameters(cell.infotexts[0])
     updates = {c.label: v for c, v in apply_paste(neo.runner.infotext_fields, params).items()}
