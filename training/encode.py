@@ -1,8 +1,9 @@
 """``encode``: image folders -> paired raw latents of two or more families, in shards.
 
-Every crop is cut (random scale, position and horizontal flip) from the image once and encoded
-by *every* family's VAE, so the latents of one crop line up pixel for pixel across families:
-that pairing is what the interposer learns. Latents are stored RAW (see ``training.vaes``).
+Every crop is cut (random scale, position and horizontal flip; with ``hue``, a random hue turn of
+the training crops) from the image once and encoded by *every* family's VAE, so the latents of one
+crop line up pixel for pixel across families: that pairing is what the interposer learns. Latents
+are stored RAW (see ``training.vaes``).
 With ``factors`` the same crop is also downscaled by each factor (antialiased bicubic, like a
 smaller first pass) and encoded again: ``{family}@x{factor}`` latents are the inputs an upscaler
 learns to bring to the full-size ``{family}`` latents. With ``rgb`` the crop itself is kept
@@ -264,6 +265,8 @@ def encode_folder(
     if settings.crop % 8 or settings.crop < 64:
         raise InterposerError(f"--crop must be a multiple of 8 and at least 64 pixels, got {settings.crop}.")
     check_factors(settings)
+    if not 0 <= settings.hue <= 180:
+        raise InterposerError(f"--hue is the largest hue turn in degrees, 0 to 180; got {settings.hue:g}.")
     if len(set(dirs)) != len(dirs):
         raise InterposerError("An image folder is given twice.")
     paths: list[tuple[str, Path]] = []  # (image id, file)

@@ -155,6 +155,8 @@ def test_hue_jitter_turns_training_crops_only_and_older_data_still_resumes(tmp_p
     assert main(["encode", str(old / "images"), str(old / "d"), "--shard-images", "1", *ENCODE]) == 0
     assert len(json.loads((old / "d" / "manifest.json").read_text())["train_images"]) == 3
     assert main(["encode", str(old / "images"), str(old / "d"), *ENCODE, "--hue", "30"]) == 1
+    assert main(["encode", str(old / "images"), str(old / "e"), *ENCODE, "--hue", "270"]) == 1
+    assert not (old / "e" / "manifest.json").exists()
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(run, data, tmp_path):
