@@ -52,6 +52,7 @@ def model_card(summary: dict, report: dict, *, licence: str, data_note: str, ret
                  "vaes": sorted((data.get("vaes") or {}).keys())},
         "steps": summary.get("step", 0) + sum(stage["step"] for stage in stages),
         "stages": [stage["step"] for stage in stages] + [summary.get("step")] if stages else None,
+        "stage_directions": _stage_directions(stages, direction),
         "machine": {"device": machine.get("device"), "precision": machine.get("precision"), "cpu": machine.get("cpu"),
                     "steps_per_s": summary.get("steps_per_s"), "hours": round(seconds / 3600, 2)},
         "held_out": {
@@ -63,6 +64,13 @@ def model_card(summary: dict, report: dict, *, licence: str, data_note: str, ret
         },
         "retrain": retrain,
     }  # fmt: skip
+
+
+def _stage_directions(stages: list[dict], direction: str) -> list[str] | None:
+    """Each stage's direction, oldest first, when an earlier stage trained another target (its head and core started
+    this direction, see ``training.train.retargets``); else None."""
+    names = [f"{stage['config']['src']}-to-{stage['config']['dst']}" for stage in stages] + [direction]
+    return names if len(set(names)) > 1 else None
 
 
 # Options that say where and how a run ran, not what it trains: left out of the retrain command.
@@ -156,7 +164,14 @@ def _stages_note(card: dict) -> str:
     stages = card.get("stages")
     if not stages:
         return ""
-    return f" ({' + '.join(f'{n:,}' for n in stages)}: each stage starts from the previous one's weights)"
+    note = f" ({' + '.join(f'{n:,}' for n in stages)}: each stage starts from the previous one's weights"
+    directions = card.get("stage_directions")
+    if directions:
+        other = [i for i, name in enumerate(directions) if name != card["direction"]]
+        first = "the first" if len(other) == 1 else f"the first {len(other)}"
+        note += (f"; {first} trained {directions[other[-1]]}, whose head and core started {card['direction']} with "
+                 "its last convolution fitted again by least squares")  # fmt: skip
+    return note + ")"
 
 
 def cards_markdown(paths: list[str | os.PathLike]) -> str:

@@ -35,7 +35,8 @@ class TrainConfig:
     dropout: float = 0.1
     warm_start: str = "none"  # none, or linear: start from the least-squares map (interposer: needs bn=frozen)
     # a run folder or checkpoint whose model weights start this run: a second stage with its own optimiser, schedule
-    # and losses (the layout and direction must match; warm_start is then not used). Recorded in the checkpoints.
+    # and losses (the layout and source must match; warm_start is then not used). Recorded in the checkpoints. A run
+    # of another target (an f2-to-v1 run starting f2-to-xl) gives its head and core; the tail is fitted again.
     init: str = ""
     bn: str = "batch"  # interposer BatchNorm: batch statistics (as published) or frozen (eval mode throughout)
     # optimisation

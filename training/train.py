@@ -70,7 +70,7 @@ from .data import CropSampler, load_split, pixels_per_latent, require_families
 from .encode import latent_key, read_manifest
 from .machine import cpu_summary, has_native_bf16
 from .provenance import data_identity, portable_config
-from .warm_start import warm_start_interposer, warm_start_upscaler
+from .warm_start import refit_tail, warm_start_interposer, warm_start_upscaler
 
 log = logging.getLogger(__name__)
 
@@ -433,7 +433,9 @@ def load_init(cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], dict]:
     and summary, so the card's retrain command has every stage). Refuses, in one line, weights of another layout."""
     groups, state = load_checkpoint(cfg.init)
     saved = TrainConfig.from_dict(state["config"])
-    must_match = ("model", "src", "dst", "factor", "ch_mid", "blocks" if cfg.model == "interposer" else "convs")
+    # An interposer may go on into another target (same source): its tail is fitted again (see retargets).
+    target = ("dst",) if cfg.model != "interposer" or saved.model != "interposer" else ()
+    must_match = ("model", "src", *target, "factor", "ch_mid", "blocks" if cfg.model == "interposer" else "convs")
     differ = [f"{k} {getattr(saved, k)} (this run: {getattr(cfg, k)})" for k in must_match
               if getattr(saved, k) != getattr(cfg, k)]  # fmt: skip
     if differ:
@@ -443,6 +445,12 @@ def load_init(cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], dict]:
               "schedule": state.get("schedule", [[0, state["total_steps"]]]), "machine": state.get("machine"),
               "data": state.get("data"), "init": state.get("init")}  # fmt: skip
     return groups["model"], record
+
+
+def retargets(init: dict | None, cfg: TrainConfig) -> bool:
+    """Whether the ``init`` run (its record) trained another target than ``cfg``: then its head and core start
+    this run and its tail is fitted again by least squares onto this run's target (``refit_tail``)."""
+    return bool(init) and init["config"]["dst"] != cfg.dst
 
 
 def run_folder_of(resume: str | Path, saved_out: str) -> Path | str:
@@ -558,7 +566,12 @@ def train(
     # drew random numbers before (a VAE decoder built fresh or taken from load_vae's cache, the linear model).
     torch.manual_seed(cfg.seed)
     model = build_model(mconf, cfg.dropout)
-    if init_weights is not None:
+    if init_weights is not None and retargets(init, cfg):
+        kept = {k: v for k, v in init_weights.items() if not k.startswith("tail.")}
+        model.load_state_dict(kept, strict=False)
+        set_train_mode(model, False, cfg.bn)
+        refit_tail(model, src, dst, seed=cfg.seed)
+    elif init_weights is not None:
         model.load_state_dict(init_weights)
     elif cfg.warm_start == "linear" and groups is None:
         apply_warm_start(model, fit)
@@ -668,6 +681,8 @@ def train(
         start_note = ", warm start: least squares" if cfg.warm_start == "linear" else ""
         if cfg.init and init:
             start_note = f", starts from {cfg.init} (step {init['step']})"
+            if retargets(init, cfg):
+                start_note += f", a {init['config']['src']}-to-{init['config']['dst']} run: its tail fitted again"
         print(
             f"{spec.name} ({spec.kind}): {len(src)} training crops, {0 if holdout is None else len(val_x)} held-out; "
             f"{sum(p.numel() for p in model.parameters()):,} parameters ({layout}"

@@ -50,7 +50,7 @@ from training.encode import (
 from training.machine import has_native_bf16
 from training.train import _autocast_dtype, train
 from training.vaes import load_vae
-from training.warm_start import warm_start_interposer, warm_start_upscaler
+from training.warm_start import refit_tail, warm_start_interposer, warm_start_upscaler
 
 pytestmark = requires_taesd  # real TAESD files: the CLI, the trainer and the pictures read them
 
@@ -212,6 +212,25 @@ def test_warm_started_interposer_computes_the_least_squares_map(c_in, c_out, sca
         assert model.core(model.head(x))[:, carried:].abs().sum() > 0
         for block in list(model.core)[1:3]:
             assert block.long[4].weight[carried:].abs().sum() > 0
+
+
+def test_refit_tail_finds_the_read_out_of_the_kept_features_for_another_target():
+    """An init run of another target: head and core kept, the 3x3 tail fitted by least squares onto the new
+    target (here one a 3x3 read-out of those very features computes, which the fit must find)."""
+    g = torch.Generator().manual_seed(5)
+    trained = InterposerV4(ch_in=8, ch_out=4, ch_mid=12, blocks=2, dropout=0.0).eval()
+    model = InterposerV4(ch_in=8, ch_out=3, ch_mid=12, blocks=2, dropout=0.0).eval()
+    kept = {k: v for k, v in trained.state_dict().items() if not k.startswith("tail.")}
+    model.load_state_dict(kept, strict=False)
+    teacher = torch.nn.Conv2d(12, 3, 3, padding=1)
+    src = 3 * torch.randn(16, 8, 8, 8, generator=g)
+    with torch.no_grad():
+        dst = teacher(trained.core(trained.head(src)))
+        assert (model(src) - dst).abs().mean() > 0.1 * dst.abs().mean()  # the random tail is far from it
+        refit_tail(model, src, dst, pixels_per_crop=64, ridge=1e-9)
+        assert (model(src) - dst).abs().max() < 1e-3 * dst.abs().max()
+        assert torch.allclose(model.tail.weight, teacher.weight, atol=1e-3)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in kept.items())  # the rest is untouched
 
 
 @pytest.mark.parametrize("factor", [1.5, 2.0])

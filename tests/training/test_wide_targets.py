@@ -11,10 +11,12 @@ import torch
 from conftest import PHOTOS, TAESD_DIR, requires_taesd
 
 from interposer.directions import direction
+from interposer.model import InterposerConfig
 from interposer.weights import WeightsQuery, load_weights, resolve_and_load
-from training.card import cards_markdown, read_card, retrain_command
+from training.card import _stages_note, cards_markdown, read_card, retrain_command
 from training.checkpoint import find_checkpoint, load_checkpoint
 from training.cli import main
+from training.train import build_model
 
 pytestmark = requires_taesd
 
@@ -140,3 +142,47 @@ def test_a_second_stage_retrains_as_its_first_stage_then_the_finish_preset_from_
         " && python -m training train --resume RUN1 --data DATA --steps 7500"
         " && python -m training train --preset finish --data DATA --src xl --dst fx --out RUN2 --set init=RUN1"
     )
+
+
+def test_a_stage_into_another_target_keeps_head_and_core_and_fits_the_tail_again(wide_data, tmp_path, capsys):
+    """``init=`` a v1-to-fx run for v1-to-f2: the head and core go on, the tail (16 -> 32 channels) is the least-
+    squares read-out of their features; the card tells both directions and retrains both stages. With lr 0 and
+    frozen BatchNorm the weights stay as they started (lr 1e-30), so the checkpoint shows the start itself."""
+    from training.card import model_card
+    from training.data import load_pairs
+    from training.train import set_train_mode
+    from training.warm_start import refit_tail
+
+    first = tmp_path / "v1-to-fx"
+    tiny = ["train", "--preset", "tiny", "--data", str(wide_data)]
+    assert main([*tiny, "--src", "v1", "--dst", "fx", "--out", str(first), "--steps", "4", "--set", "bn=frozen",
+                 "-q"]) == 0  # fmt: skip
+    second = tmp_path / "v1-to-f2"
+    assert main([*tiny, "--src", "v1", "--dst", "f2", "--out", str(second), "--steps", "2", "--lr", "1e-30",
+                 "--set", "bn=frozen", f"init={first}", "-q"]) == 0  # fmt: skip
+    before, after = load_checkpoint(find_checkpoint(first)), load_checkpoint(find_checkpoint(second))
+    trained, started = before[0]["model"], after[0]["model"]
+    assert started["tail.weight"].shape[0] == 32 and trained["tail.weight"].shape[0] == 16
+    assert all(torch.allclose(started[k], v, rtol=0, atol=1e-20) for k, v in trained.items() if "tail." not in k)
+    model = build_model(InterposerConfig(ch_in=4, ch_out=32, ch_mid=8, blocks=1), 0.0)
+    model.load_state_dict({k: v for k, v in trained.items() if not k.startswith("tail.")}, strict=False)
+    set_train_mode(model, False, "frozen")
+    refit_tail(model, *load_pairs(wide_data, direction("v1-to-f2")))
+    assert torch.allclose(started["tail.weight"], model.tail.weight, rtol=0, atol=1e-6)
+    assert torch.allclose(started["tail.bias"], model.tail.bias, rtol=0, atol=1e-6)
+    state = after[1]
+    assert state["init"]["config"]["dst"] == "fx"
+    line = retrain_command(state["config"], state["schedule"], state["init"], state["data"])
+    assert "--src v1 --dst fx --out RUN1" in line and "--src v1 --dst f2 --out RUN2" in line and "init=RUN1" in line
+    point = {"psnr": 20.0, "ssim": 0.5}
+    report = {"direction": "v1-to-f2", "images": 1, "mean": {"interposer": point, "VAE bridge": point,
+                                                             "linear map": point}}  # fmt: skip
+    card = model_card({**state, "direction": "v1-to-f2"}, report, licence="x", data_note="", retrain=line)
+    assert card["stage_directions"] == ["v1-to-fx", "v1-to-f2"]
+    assert "the first trained v1-to-fx, whose head and core started v1-to-f2" in _stages_note(card)
+    # Another source cannot go on: one line naming the option.
+    capsys.readouterr()
+    assert main([*tiny, "--src", "f2", "--dst", "fx", "--out", str(tmp_path / "no"), "--set", f"init={first}",
+                 "-q"]) == 1  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "was trained with src v1 (this run: f2)" in err and "\n" not in err
