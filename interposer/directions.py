@@ -48,8 +48,8 @@ PUBLISHED: tuple[tuple[str, str], ...] = (
 # The directions this project trained and ships inside the package (``interposer/bundled/``, docs/models.md):
 # nobody publishes them. Their files carry BUNDLED_TAG; a user's own file under the published name
 # (``{name}_interposer-v4.0.safetensors`` in a weights folder) is found first. Only directions within 1 dB of the
-# TAE bridge on held-out images ship: f2-to-xl, xl-to-f2 and v1-to-f2 were trained too and held back (2.4, 3.1 and
-# 2.2 dB under it, with visible colour and contrast errors; docs/results.md).
+# TAE bridge on held-out images ship: f2-to-xl, xl-to-f2 and v1-to-f2 were trained too and held back (2.4, 3.0 and
+# 2.1 dB under it, with visible colour and contrast errors; docs/results.md).
 BUNDLED: tuple[tuple[str, str], ...] = (
     ("xl", "fx"),
     ("v1", "fx"),
