@@ -568,9 +568,11 @@ def train(
     model = build_model(mconf, cfg.dropout)
     if init_weights is not None and retargets(init, cfg):
         kept = {k: v for k, v in init_weights.items() if not k.startswith("tail.")}
-        model.load_state_dict(kept, strict=False)
+        left = model.load_state_dict(kept, strict=False)
+        if left.unexpected_keys or set(left.missing_keys) != {"tail.weight", "tail.bias"}:  # load_init checked this
+            raise InterposerError(f"init={cfg.init}: its head and core do not fit this run's model.")
         set_train_mode(model, False, cfg.bn)
-        refit_tail(model, src, dst, seed=cfg.seed)
+        refit_tail(model.to(device), src, dst, seed=cfg.seed)  # the features on the run's device
     elif init_weights is not None:
         model.load_state_dict(init_weights)
     elif cfg.warm_start == "linear" and groups is None:
