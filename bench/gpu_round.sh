@@ -4,20 +4,22 @@
 # with its model card. It fits one device call of 10 minutes; every step has its own time limit, so a hung or
 # failed step costs its own minutes only and the round goes on to the next.
 #
-#   bash bench/gpu_round.sh OUT [SHARED]
+#   bash bench/gpu_round.sh OUT DATA_ROOT
 #
 # OUT: where the results land (the device tool's $OUT: at most 8 files come back, so the reports, logs and benchmark
 # JSON go into round.tar.gz, renewed after each stage, beside the exported weights and the two benchmark tables).
-# SHARED: the folder holding data/photos, data/more and vae/taesd (default ../shared). Settings (environment):
+# DATA_ROOT: a folder holding data/photos and data/more (the training images, 7 of each held out) and vae/taesd
+# (the tiny autoencoders); neither is in the repository. Settings (environment):
 #   DEVICE=cuda  PRESET=gpu  MINUTES=3.5 (training, each run; the runs share the GPU)  DIRECTIONS="f2-to-xl ..."
 #   CROPS=64 (crops per image)  MAX_SIDE=768  BENCH=1  TAG=gpu (the exported files' tag)  PY=python3
-#   WORK=(a temporary folder)
+#   WORK=(a temporary folder)  DATA_NOTE=(the cards' words on the data; by default the project's two folders)
 # A CPU smoke run of the plumbing (minutes): DEVICE=cpu PRESET=tiny MINUTES=0.3 CROPS=2 MAX_SIDE=256 BENCH=0
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-OUT="${1:?usage: bash bench/gpu_round.sh OUT [SHARED]}"
-SHARED="${2:-../shared}"
+USAGE="usage: bash bench/gpu_round.sh OUT DATA_ROOT (a folder with data/photos, data/more and vae/taesd)"
+OUT="${1:?$USAGE}"
+DATA_ROOT="${2:?$USAGE}"
 DEVICE="${DEVICE:-cuda}"
 PRESET="${PRESET:-gpu}"
 MINUTES="${MINUTES:-3.5}"
@@ -28,13 +30,15 @@ BENCH="${BENCH:-1}"
 TAG="${TAG:-gpu}"
 PY="${PY:-python3}"
 WORK="${WORK:-$(mktemp -d)}"
-TAESD="$SHARED/vae/taesd"
-NOTE="Two folders, 7 images of each held out: photos whose origin is not recorded (used for training only, never \
-published) and Debian wallpapers, photos and illustrations (mate-backgrounds, lomiri-wallpapers, ukui-wallpapers; \
-GPL-2+, CC-BY-SA-3.0/4.0 or CC-BY-4.0, recorded per file)."
+TAESD="$DATA_ROOT/vae/taesd"
+NOTE="${DATA_NOTE:-Two folders, 7 images of each held out: photos whose origin is not recorded (used for training \
+only, never published) and Debian wallpapers, photos and illustrations (mate-backgrounds, lomiri-wallpapers, \
+ukui-wallpapers; GPL-2+, CC-BY-SA-3.0/4.0 or CC-BY-4.0, recorded per file).}"
 
-for need in "$SHARED/data/photos" "$SHARED/data/more" "$TAESD"; do
-  [ -d "$need" ] || { echo "gpu_round: no folder $need (pass SHARED, the folder with data/ and vae/taesd/)"; exit 2; }
+for need in "$DATA_ROOT/data/photos" "$DATA_ROOT/data/more" "$TAESD"; do
+  [ -d "$need" ] && continue
+  echo "gpu_round: no folder $need (DATA_ROOT must hold data/photos, data/more, vae/taesd)"
+  exit 2
 done
 mkdir -p "$OUT" "$WORK/runs" "$WORK/eval" "$WORK/logs"
 export PYTHONUNBUFFERED=1
@@ -72,8 +76,8 @@ fi
 # The families the directions need, encoded as the CPU rounds' data was (the same 14 held-out images).
 families=$(for d in $DIRECTIONS; do echo "${d%%-to-*} ${d##*-to-}"; done | tr ' ' '\n' | sort -u | tr '\n' ' ')
 # shellcheck disable=SC2086  # $families: one word per family
-step encode 180 "$PY" -m training encode "$SHARED/data/photos" "$SHARED/data/more" "$WORK/data" --families $families \
-  --crop 240 --crops-per-image "$CROPS" --max-side "$MAX_SIDE" --min-scale 0.4 --holdout 7 --rgb \
+step encode 180 "$PY" -m training encode "$DATA_ROOT/data/photos" "$DATA_ROOT/data/more" "$WORK/data" \
+  --families $families --crop 240 --crops-per-image "$CROPS" --max-side "$MAX_SIDE" --min-scale 0.4 --holdout 7 --rgb \
   --taesd-dir "$TAESD" --no-download --device "$DEVICE" -q || { echo "gpu_round: encoding failed"; exit 1; }
 
 # The runs share the device; each fits its minutes (torch.compile and the evaluations included).

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _round(tmp_path, shared, **env):
+def _round(tmp_path, data_root, **env):
     standin = tmp_path / "py"
     standin.write_text(f'#!/bin/sh\nexec {sys.executable} {tmp_path / "standin.py"} "$@"\n')
     standin.chmod(0o755)
@@ -46,17 +46,17 @@ def _round(tmp_path, shared, **env):
     calls = tmp_path / "calls.jsonl"
     environ = {**os.environ, "PY": str(standin), "WORK": str(tmp_path / "work"), "ROUND_CALLS": str(calls),
                "ROUND_REPO": str(REPO), **env}  # fmt: skip
-    done = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "out"), str(shared)], env=environ,
+    done = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "out"), str(data_root)], env=environ,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     lines = [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
     return done, lines
 
 
 def test_the_round_trains_evaluates_and_exports_each_held_back_direction(tmp_path):
-    shared = tmp_path / "shared"
+    root = tmp_path / "data-root"
     for folder in ("data/photos", "data/more", "vae/taesd"):
-        (shared / folder).mkdir(parents=True)
-    done, calls = _round(tmp_path, shared)
+        (root / folder).mkdir(parents=True)
+    done, calls = _round(tmp_path, root)
     assert done.returncode == 0, done.stdout + done.stderr
     tools = [c[1] if c[0] == "-m" else c[0] for c in calls]
     assert tools[:3] == ["-", "bench/bench_conversion.py", "bench/bench_upscale.py"]
@@ -81,6 +81,6 @@ def test_a_missing_data_folder_is_one_line_and_nothing_runs(tmp_path):
     done, calls = _round(tmp_path, tmp_path / "nowhere")
     assert done.returncode == 2 and calls == []
     assert (
-        done.stdout.strip() == f"gpu_round: no folder {tmp_path / 'nowhere'}/data/photos (pass SHARED, the folder "
-        "with data/ and vae/taesd/)"
+        done.stdout.strip() == f"gpu_round: no folder {tmp_path / 'nowhere'}/data/photos (DATA_ROOT must hold "
+        "data/photos, data/more, vae/taesd)"
     )
