@@ -186,3 +186,15 @@ def test_a_stage_into_another_target_keeps_head_and_core_and_fits_the_tail_again
                  "-q"]) == 1  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert "was trained with src v1 (this run: f2)" in err and "\n" not in err
+    # A checkpoint that lacks part of its core (a damaged file) cannot start another target either: one line.
+    from training.checkpoint import save_checkpoint
+
+    groups, state = load_checkpoint(find_checkpoint(first))
+    del groups["model"]["core.1.long.0.weight"]
+    damaged = tmp_path / "damaged" / "checkpoints" / "step-0000004.safetensors"
+    damaged.parent.mkdir(parents=True)
+    save_checkpoint(damaged, {"model": groups["model"]}, state)
+    assert main([*tiny, "--src", "v1", "--dst", "f2", "--out", str(tmp_path / "no2"), "--set",
+                 f"init={damaged.parent.parent}", "-q"]) == 1  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "its head and core do not fit this run's model" in err and "\n" not in err
