@@ -447,6 +447,23 @@ def load_init(cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], dict]:
     return groups["model"], record
 
 
+def start_from(model: torch.nn.Module, weights: dict[str, torch.Tensor], init: str, keep_tail: bool = True) -> None:
+    """Load the ``init`` run's weights into ``model`` (all of them, or all but the tail that ``refit_tail`` fits
+    again). load_init compared the layouts the run *records*; a damaged or edited file can still disagree with
+    it, and that is one line naming the option, not torch's traceback."""
+    kept = weights if keep_tail else {k: v for k, v in weights.items() if not k.startswith("tail.")}
+    expected_missing = set() if keep_tail else {"tail.weight", "tail.bias"}
+    try:
+        left = model.load_state_dict(kept, strict=False)
+        fits = not left.unexpected_keys and set(left.missing_keys) == expected_missing
+    except RuntimeError:  # a tensor of another shape
+        fits = False
+    if not fits:
+        part = "weights" if keep_tail else "head and core"
+        raise InterposerError(f"init={init}: its {part} do not fit this run's model (a damaged or edited checkpoint?); "
+                              "start from another run or from scratch.")  # fmt: skip
+
+
 def retargets(init: dict | None, cfg: TrainConfig) -> bool:
     """Whether the ``init`` run (its record) trained another target than ``cfg``: then its head and core start
     this run and its tail is fitted again by least squares onto this run's target (``refit_tail``)."""
@@ -566,15 +583,12 @@ def train(
     # drew random numbers before (a VAE decoder built fresh or taken from load_vae's cache, the linear model).
     torch.manual_seed(cfg.seed)
     model = build_model(mconf, cfg.dropout)
-    if init_weights is not None and retargets(init, cfg):
-        kept = {k: v for k, v in init_weights.items() if not k.startswith("tail.")}
-        left = model.load_state_dict(kept, strict=False)
-        if left.unexpected_keys or set(left.missing_keys) != {"tail.weight", "tail.bias"}:  # load_init checked this
-            raise InterposerError(f"init={cfg.init}: its head and core do not fit this run's model.")
-        set_train_mode(model, False, cfg.bn)
-        refit_tail(model.to(device), src, dst, seed=cfg.seed)  # the features on the run's device
-    elif init_weights is not None:
-        model.load_state_dict(init_weights)
+    if init_weights is not None:
+        retarget = retargets(init, cfg)
+        start_from(model, init_weights, cfg.init, keep_tail=not retarget)
+        if retarget:
+            set_train_mode(model, False, cfg.bn)
+            refit_tail(model.to(device), src, dst, seed=cfg.seed)  # the features on the run's device
     elif cfg.warm_start == "linear" and groups is None:
         apply_warm_start(model, fit)
     model = model.to(device, memory_format=torch.channels_last)

@@ -198,3 +198,8 @@ def test_a_stage_into_another_target_keeps_head_and_core_and_fits_the_tail_again
                  f"init={damaged.parent.parent}", "-q"]) == 1  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert "its head and core do not fit this run's model" in err and "\n" not in err
+    # ... nor the same target, where every weight is loaded as it is.
+    assert main([*tiny, "--src", "v1", "--dst", "fx", "--out", str(tmp_path / "no3"), "--set",
+                 f"init={damaged.parent.parent}", "-q"]) == 1  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "its weights do not fit this run's model" in err and "\n" not in err
